@@ -1,0 +1,400 @@
+//! The configuration sections, one struct each, with their defaults.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// Every service of the plan, named as its folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    Ingestion,
+    Enrichment,
+    Battle,
+    Search,
+    Notification,
+    Bff,
+    Authentication,
+    Web,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 8] = [
+        Self::Ingestion,
+        Self::Enrichment,
+        Self::Battle,
+        Self::Search,
+        Self::Notification,
+        Self::Bff,
+        Self::Authentication,
+        Self::Web,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingestion => "ingestion",
+            Self::Enrichment => "enrichment",
+            Self::Battle => "battle",
+            Self::Search => "search",
+            Self::Notification => "notification",
+            Self::Bff => "bff",
+            Self::Authentication => "authentication",
+            Self::Web => "web",
+        }
+    }
+
+    /// The PostgreSQL database a service owns (`None`: it keeps no relational state).
+    pub fn database_name(self) -> Option<&'static str> {
+        match self {
+            Self::Ingestion => Some("battlescope_ingestion"),
+            Self::Enrichment => Some("battlescope_enrichment"),
+            Self::Battle => Some("battlescope_battles"),
+            Self::Notification => Some("battlescope_notifications"),
+            Self::Authentication => Some("battlescope_auth"),
+            Self::Search | Self::Bff | Self::Web => None,
+        }
+    }
+
+    /// The embedded SQLite file stem of a service.
+    pub fn store_name(self) -> &'static str {
+        match self {
+            Self::Authentication => "auth",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl std::str::FromStr for ServiceName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s || (s == "auth" && *n == Self::Authentication))
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|n| n.as_str()).collect();
+                format!("unknown service `{s}` (one of: {})", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (one object per line) or `pretty`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `info,bs_ingestion=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Json, level: "info".into() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: embedded SQLite files under `data_dir`. Otherwise a PostgreSQL server URL
+    /// without a database (`postgres://user@host:5432`); each service uses its own database there.
+    pub url: String,
+    /// Connection pool size per service (0: backend default).
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    pub kind: BusKind,
+    /// Kafka bootstrap servers (comma-separated), for `kind = "kafka"`.
+    pub brokers: String,
+    /// Partitions per topic created by BattleScope on Kafka.
+    pub partitions: i32,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self { kind: BusKind::Embedded, brokers: "127.0.0.1:9092".into(), partitions: 3 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Embedded,
+    Kafka,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    pub kind: CacheKind,
+    pub redis_url: String,
+    /// Entries kept by the in-process cache.
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { kind: CacheKind::Memory, redis_url: "redis://127.0.0.1:6379".into(), max_entries: 200_000 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheKind {
+    Memory,
+    Redis,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    pub kind: SearchKind,
+    pub typesense_url: String,
+    pub typesense_api_key: Secret,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self { kind: SearchKind::Tantivy, typesense_url: "http://127.0.0.1:8108".into(), typesense_api_key: Secret::default() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchKind {
+    Tantivy,
+    Typesense,
+}
+
+/// Listening ports of `serve <service>` (the plan's ports).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortsConfig {
+    /// Address the services bind in split mode.
+    pub host: String,
+    pub web: u16,
+    pub ingestion: u16,
+    pub enrichment: u16,
+    pub battle: u16,
+    pub search: u16,
+    pub notification: u16,
+    pub bff: u16,
+    pub authentication: u16,
+}
+
+impl Default for PortsConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            web: 3000,
+            ingestion: 3001,
+            enrichment: 3002,
+            battle: 3003,
+            search: 3004,
+            notification: 3005,
+            bff: 3006,
+            authentication: 3007,
+        }
+    }
+}
+
+impl PortsConfig {
+    pub fn port(&self, service: ServiceName) -> u16 {
+        match service {
+            ServiceName::Web => self.web,
+            ServiceName::Ingestion => self.ingestion,
+            ServiceName::Enrichment => self.enrichment,
+            ServiceName::Battle => self.battle,
+            ServiceName::Search => self.search,
+            ServiceName::Notification => self.notification,
+            ServiceName::Bff => self.bff,
+            ServiceName::Authentication => self.authentication,
+        }
+    }
+}
+
+/// Where the BFF reaches the other services in split mode. Empty: `http://{ports.host}:{port}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceUrlsConfig {
+    pub ingestion: String,
+    pub enrichment: String,
+    pub battle: String,
+    pub search: String,
+    pub notification: String,
+    pub authentication: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestionConfig {
+    /// Follow the live R2Z2 feed (`run`/`serve`; `demo` never does).
+    pub live: bool,
+    pub r2z2_url: String,
+    pub zkb_url: String,
+    pub everef_url: String,
+    /// A RedisQ-compatible relay; empty disables the legacy source.
+    pub redisq_url: String,
+    /// Requests per second to R2Z2 (its documented limit is 20/s per IP).
+    pub r2z2_requests_per_second: u32,
+}
+
+impl Default for IngestionConfig {
+    fn default() -> Self {
+        Self {
+            live: true,
+            r2z2_url: "https://r2z2.zkillboard.com".into(),
+            zkb_url: "https://zkillboard.com".into(),
+            everef_url: "https://data.everef.net".into(),
+            redisq_url: String::new(),
+            r2z2_requests_per_second: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EsiConfig {
+    pub url: String,
+    /// The `X-Compatibility-Date` sent with every request.
+    pub compatibility_date: String,
+    pub max_concurrency: u32,
+}
+
+impl Default for EsiConfig {
+    fn default() -> Self {
+        Self { url: "https://esi.evetech.net".into(), compatibility_date: "2025-08-26".into(), max_concurrency: 8 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichmentConfig {
+    /// Refresh market prices from ESI daily (off: the bundled snapshot only).
+    pub refresh_prices: bool,
+    /// How long resolved names stay fresh.
+    pub name_ttl: String,
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        Self { refresh_prices: true, name_ttl: "7d".into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BattleConfig {
+    /// Largest quiet gap (by kill time) inside one battle.
+    pub gap: String,
+    /// Fewest kills for a cluster to count as a battle.
+    pub min_kills: u32,
+    /// Fewest distinct pilots for a cluster to count as a battle.
+    pub min_pilots: u32,
+}
+
+impl Default for BattleConfig {
+    fn default() -> Self {
+        Self { gap: "15m".into(), min_kills: 3, min_pilots: 4 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// Killmails older than this (by kill time) never notify, so backfill floods no one.
+    pub max_age: String,
+    /// Hosts (`host[:port]`, comma-separated) exempt from the public-address webhook rule.
+    pub webhook_allowed_hosts: String,
+    /// Serve an anonymous public live feed over WebSocket.
+    pub public_feed: bool,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        Self { max_age: "1h".into(), webhook_allowed_hosts: String::new(), public_feed: true }
+    }
+}
+
+impl NotificationConfig {
+    pub fn max_age(&self) -> Result<Duration, String> {
+        humantime::parse_duration(&self.max_age).map_err(|e| format!("notification.max_age `{}`: {e}", self.max_age))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SsoConfig {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: String,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        Self {
+            url: "https://login.eveonline.com".into(),
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            scopes: "publicData".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Token encryption keys, `kid:base64key` comma-separated; the first is active.
+    pub token_keys: Secret,
+    /// The character that becomes SuperAdmin on first login (0: none).
+    pub superadmin_character_id: i64,
+    /// A clearly labelled development login (loopback only; `demo` turns it on without SSO credentials).
+    pub dev_login: bool,
+    pub session_idle: String,
+    pub session_absolute: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            token_keys: Secret::default(),
+            superadmin_character_id: 0,
+            dev_login: false,
+            session_idle: "7d".into(),
+            session_absolute: "30d".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// EVE image server (portraits, logos, ship renders).
+    pub image_url: String,
+    /// Pages visible without logging in.
+    pub public_pages: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self { image_url: "https://images.evetech.net".into(), public_pages: true }
+    }
+}
