@@ -1,0 +1,163 @@
+//! Opening a service's database on either backend.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use tokio::sync::Notify;
+
+use crate::{StoreError, StoreResult};
+
+/// Which engine a [`Database`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a service's database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreTarget {
+    /// An embedded file, created if missing.
+    Sqlite(PathBuf),
+    /// A database on a PostgreSQL server, created if missing. `server_url` has no database path.
+    Postgres { server_url: String, database: String },
+}
+
+/// A connection pool to one service's database.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+    /// Database name or file, for logs and metrics.
+    label: Arc<str>,
+    /// Wakes the outbox relay as soon as a transaction enqueued events.
+    pub(crate) outbox_signal: Arc<Notify>,
+}
+
+impl Database {
+    /// Opens (and creates) the database. Does not migrate.
+    pub async fn open(target: &StoreTarget, max_connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        match target {
+            StoreTarget::Sqlite(path) => Self::open_sqlite(path, max_connections).await,
+            StoreTarget::Postgres { server_url, database } => {
+                Self::open_postgres(server_url, database, max_connections).await
+            }
+        }
+    }
+
+    async fn open_sqlite(path: &std::path::Path, max_connections: u32) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let options: AnyConnectOptions = url.parse::<AnyConnectOptions>()?.disable_statement_logging();
+        // WAL survives in the file; the others are per connection. synchronous=FULL
+        // makes each commit durable across power loss, which a cursor needs.
+        let pool = AnyPoolOptions::new()
+            .max_connections(if max_connections == 0 { 4 } else { max_connections })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pool,
+            backend: Backend::Sqlite,
+            label: path.display().to_string().into(),
+            outbox_signal: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn open_postgres(server_url: &str, database: &str, max_connections: u32) -> StoreResult<Self> {
+        if !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || database.is_empty() {
+            return Err(StoreError::Config(format!("invalid database name `{database}`")));
+        }
+        let server = url::Url::parse(server_url)
+            .map_err(|e| StoreError::Config(format!("store.url `{}`: {e}", redact_url(server_url))))?;
+        create_postgres_database_if_missing(&server, database).await?;
+        let mut db_url = server.clone();
+        db_url.set_path(database);
+        let options: AnyConnectOptions = db_url.as_str().parse::<AnyConnectOptions>()?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(if max_connections == 0 { 8 } else { max_connections })
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            pool,
+            backend: Backend::Postgres,
+            label: database.into(),
+            outbox_signal: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// A cheap round trip, for `/ready`.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Connects to the server's maintenance database and creates `database` if it
+/// does not exist. Concurrent creators are fine: "already exists" is success.
+async fn create_postgres_database_if_missing(server: &url::Url, database: &str) -> StoreResult<()> {
+    let mut admin = server.clone();
+    admin.set_path("postgres");
+    let mut conn = admin.as_str().parse::<AnyConnectOptions>()?.disable_statement_logging().connect().await?;
+    let exists: Option<(i64,)> = sqlx::query_as("SELECT CAST(1 AS BIGINT) FROM pg_database WHERE datname = $1")
+        .bind(database)
+        .fetch_optional(&mut conn)
+        .await?;
+    if exists.is_none() {
+        // The name was checked to be [A-Za-z0-9_]+ above, so quoting it is safe.
+        let create = format!("CREATE DATABASE \"{database}\"");
+        if let Err(e) = conn.execute(crate::dynamic_sql(create)).await {
+            let duplicate = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04" || c == "23505");
+            if !duplicate {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `postgres://user:pass@host` → `postgres://user:***@host`, for error messages.
+pub(crate) fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable url>".into(),
+    }
+}
