@@ -9,6 +9,8 @@
 //! listener, or one handle per process on its own port. Services never know
 //! which.
 
+pub mod consume;
+
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -22,6 +24,8 @@ use bs_telemetry::ReadinessCheck;
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use consume::{ConsumerOptions, run_consumer};
 
 /// The source of "now". Domain logic takes time as a parameter; services read
 /// it here so tests and replays can substitute their own.
