@@ -1,0 +1,1 @@
+//! Engine behaviour on small hand-made kills.
