@@ -1,0 +1,125 @@
+//! Throughput and latency of the embedded bus: not a test (no assertions),
+//! numbers for the architecture notes.
+//!
+//! `cargo run -p bs-bus --example bench [--release] -- [records] [batch] [payload_bytes]`
+//! (defaults 100000, 500, 3000). Publishes `records` payloads in batches, then
+//! consumes and commits them with one consumer in batches, then measures the
+//! publish-to-delivery latency of single records to a waiting in-process consumer.
+
+use std::time::{Duration, Instant};
+
+use bs_bus::{Durability, EmbeddedBus, EmbeddedConfig, EventBus, Record};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let records = args.first().copied().unwrap_or(100_000);
+    let batch = args.get(1).copied().unwrap_or(500);
+    let size = args.get(2).copied().unwrap_or(3_000);
+    for durability in [Durability::Full, Durability::Normal] {
+        run(records, batch, size, durability).await?;
+    }
+    Ok(())
+}
+
+async fn run(
+    records: usize,
+    batch: usize,
+    size: usize,
+    durability: Durability,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut config = EmbeddedConfig::new(dir.path());
+    config.durability = durability;
+    config.retention = None;
+    let bus = EmbeddedBus::open(config).await?;
+    let topic = "bench";
+    bus.ensure_topics(&[topic]).await?;
+    let payload: bytes::Bytes = (0..size)
+        .map(|i| b'a' + u8::try_from(i % 26).unwrap_or(0))
+        .collect::<Vec<u8>>()
+        .into();
+    let batches: Vec<Vec<Record>> = (0..records)
+        .collect::<Vec<_>>()
+        .chunks(batch)
+        .map(|ids| {
+            ids.iter()
+                .map(|i| Record {
+                    key: format!("killmail:{}", i % 1_000),
+                    payload: payload.clone(),
+                })
+                .collect()
+        })
+        .collect();
+
+    let t = Instant::now();
+    for b in &batches {
+        bus.publish(topic, b).await?;
+    }
+    let publish = t.elapsed();
+
+    let mut consumer = bus.subscribe("bench", &[topic]).await?;
+    let t = Instant::now();
+    let mut consumed = 0;
+    while consumed < records {
+        let got = consumer.poll(batch, Duration::from_secs(5)).await?;
+        if got.is_empty() {
+            return Err("consumer starved".into());
+        }
+        consumed += got.len();
+        consumer.commit(&got).await?;
+    }
+    let consume = t.elapsed();
+
+    // Latency: one waiting consumer, single-record publishes.
+    let mut lat = Vec::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(1);
+    let waiter = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while let Some(sent) = rx.recv().await {
+            loop {
+                let got = consumer
+                    .poll(10, Duration::from_secs(5))
+                    .await
+                    .expect("poll");
+                if !got.is_empty() {
+                    out.push(sent.elapsed());
+                    consumer.commit(&got).await.expect("commit");
+                    break;
+                }
+            }
+        }
+        out
+    });
+    for _ in 0..200 {
+        let rec = [Record {
+            key: "k".into(),
+            payload: payload.clone(),
+        }];
+        bus.publish(topic, &rec).await?;
+        // Measured from the acknowledged append: the wake-up and read path.
+        tx.send(Instant::now()).await?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(tx);
+    lat.extend(waiter.await?);
+    lat.sort();
+    let pct = |p: usize| lat[(lat.len() * p / 100).min(lat.len() - 1)];
+
+    let db = std::fs::metadata(dir.path().join("bus.db"))?.len();
+    println!(
+        "durability={durability:?} records={records} batch={batch} payload={size}B: \
+         publish {:.0} rec/s ({:.1} MB/s), consume+commit {:.0} rec/s, \
+         commit->delivery latency p50 {:?} p99 {:?}, db {:.0} MB",
+        records as f64 / publish.as_secs_f64(),
+        (records * size) as f64 / publish.as_secs_f64() / 1e6,
+        records as f64 / consume.as_secs_f64(),
+        pct(50),
+        pct(99),
+        db as f64 / 1e6,
+    );
+    Ok(())
+}
