@@ -331,3 +331,43 @@ fn write_zip(path: &Path, files: &[(&str, &str)]) {
     out.extend(0u16.to_le_bytes());
     std::fs::write(path, out).expect("write zip");
 }
+
+/// The committed bundle and price snapshot are exactly what the builder makes from the shared
+/// sources (so nobody edits data/ by hand or forgets to rebuild). CI has `shared/` beside the
+/// checkout; elsewhere the check is skipped with a note.
+#[test]
+fn committed_bundle_is_rebuilt_from_shared_sources() {
+    let shared = crate::common::repo_path("../shared/data");
+    let sde_src = shared.join("sde");
+    if !sde_src.is_dir() {
+        eprintln!("skipped: {} not present", sde_src.display());
+        return;
+    }
+    let out = tempfile::tempdir().expect("tmp");
+    import_official_sde(&sde_src)
+        .expect("build from shared csv")
+        .write_dir(out.path())
+        .expect("write");
+    let committed = crate::common::repo_path("data/sde");
+    for entry in std::fs::read_dir(out.path()).expect("ls") {
+        let p = entry.expect("entry").path();
+        let name = p.file_name().expect("name");
+        assert_eq!(
+            std::fs::read(&p).expect("read"),
+            std::fs::read(committed.join(name)).expect("committed file"),
+            "data/sde/{name:?} is stale: rerun the build_bundle example"
+        );
+    }
+
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(shared.join("esi/markets-prices-2025-05-13.json.gz"))
+                .expect("prices"),
+        ),
+        &mut body,
+    )
+    .expect("gunzip");
+    let rebuilt = bs_sde::MarketPrices::from_esi_json(&body).expect("parse");
+    assert_eq!(&rebuilt, bs_sde::MarketPrices::bundled());
+}
