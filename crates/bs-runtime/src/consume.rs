@@ -35,8 +35,12 @@ impl ConsumerOptions {
 }
 
 /// Runs until `shutdown`: poll → `handle(batch)` → commit.
-pub async fn run_consumer<F, Fut>(bus: Arc<dyn EventBus>, options: ConsumerOptions, shutdown: CancellationToken, mut handle: F)
-where
+pub async fn run_consumer<F, Fut>(
+    bus: Arc<dyn EventBus>,
+    options: ConsumerOptions,
+    shutdown: CancellationToken,
+    mut handle: F,
+) where
     F: FnMut(Vec<Delivery>) -> Fut + Send,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {

@@ -9,6 +9,7 @@
 //! listener, or one handle per process on its own port. Services never know
 //! which.
 
+pub mod client;
 pub mod consume;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use client::{ClientError, ServiceClient, ServiceDirectory, ServiceResponse};
 pub use consume::{ConsumerOptions, run_consumer};
 
 /// The source of "now". Domain logic takes time as a parameter; services read
@@ -53,6 +55,8 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
     /// True in `demo`: live upstream sources stay off.
     pub offline: bool,
+    /// The other services, in-process or over HTTP.
+    pub services: ServiceDirectory,
 }
 
 impl ServiceContext {
@@ -62,7 +66,11 @@ impl ServiceContext {
     }
 
     /// Opens and migrates `service`'s own database.
-    pub async fn open_database(&self, service: ServiceName, migrations: &[MigrationSet]) -> anyhow::Result<Database> {
+    pub async fn open_database(
+        &self,
+        service: ServiceName,
+        migrations: &[MigrationSet],
+    ) -> anyhow::Result<Database> {
         open_database(&self.config, service, migrations).await
     }
 }
@@ -70,21 +78,33 @@ impl ServiceContext {
 /// Where `service`'s database lives under `config`.
 pub fn store_target(config: &Config, service: ServiceName) -> anyhow::Result<StoreTarget> {
     if config.store.url.is_empty() {
-        return Ok(StoreTarget::Sqlite(config.sqlite_path(service.store_name())));
+        return Ok(StoreTarget::Sqlite(
+            config.sqlite_path(service.store_name()),
+        ));
     }
     let database = service
         .database_name()
         .with_context(|| format!("service {service} keeps no relational state"))?;
-    Ok(StoreTarget::Postgres { server_url: config.store.url.clone(), database: database.to_owned() })
+    Ok(StoreTarget::Postgres {
+        server_url: config.store.url.clone(),
+        database: database.to_owned(),
+    })
 }
 
 /// Opens and migrates a service's database (used by services and by `battlescope migrate`).
-pub async fn open_database(config: &Config, service: ServiceName, migrations: &[MigrationSet]) -> anyhow::Result<Database> {
+pub async fn open_database(
+    config: &Config,
+    service: ServiceName,
+    migrations: &[MigrationSet],
+) -> anyhow::Result<Database> {
     let target = store_target(config, service)?;
     let db = Database::open(&target, config.store.max_connections)
         .await
         .with_context(|| format!("opening the {service} database"))?;
-    let report = db.migrate(migrations).await.with_context(|| format!("migrating the {service} database"))?;
+    let report = db
+        .migrate(migrations)
+        .await
+        .with_context(|| format!("migrating the {service} database"))?;
     if !report.applied.is_empty() {
         tracing::info!(service = %service, applied = report.applied.len(), "database migrated");
     }
@@ -103,7 +123,12 @@ pub struct ServiceHandle {
 
 impl ServiceHandle {
     pub fn new(name: ServiceName, router: Router) -> Self {
-        Self { name, router, readiness: Vec::new(), tasks: Vec::new() }
+        Self {
+            name,
+            router,
+            readiness: Vec::new(),
+            tasks: Vec::new(),
+        }
     }
 
     pub fn with_check(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
