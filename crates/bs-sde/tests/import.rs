@@ -64,7 +64,7 @@ const JSONL_FILES: &[(&str, &str)] = &[
             "\n",
             r#"{"_key":30000144,"name":{"en":"Perimeter"},"constellationID":20000020,"regionID":10000002,"securityStatus":0.04}"#,
             "\n",
-            r#"{"_key":30000145,"name":{"en":"New Caldari"},"constellationID":20000020,"regionID":10000002,"securityStatus":0.449}"#,
+            r#"{"_key":30000145,"name":{"en":"New Caldari"},"constellationID":20000020,"securityStatus":0.449}"#,
             "\n",
             r#"{"_key":31000368,"name":{"en":"J105951"},"constellationID":21000040,"regionID":11000004,"securityStatus":-0.99}"#
         ),
@@ -111,10 +111,10 @@ fn check_fixture_data(sde: &StaticData) {
         sde.system(30000144).expect("Perimeter").security_type,
         SecurityType::Lowsec
     );
-    assert_eq!(
-        sde.system(30000145).expect("New Caldari").security_type,
-        SecurityType::Lowsec
-    );
+    let new_caldari = sde.system(30000145).expect("New Caldari");
+    assert_eq!(new_caldari.security_type, SecurityType::Lowsec);
+    // No regionID in its line: taken from the constellation.
+    assert_eq!(new_caldari.region_name, "The Forge");
     assert_eq!(
         sde.system(31000368).expect("J105951").security_type,
         SecurityType::Wormhole

@@ -123,14 +123,22 @@ pub(crate) fn import(mut src: Source, label: String) -> Result<Bundle> {
             Some(())
         },
     );
+    // `regionID` is denormalised in the official files; fall back to the constellation's.
+    let region_of: std::collections::HashMap<i64, i64> = b
+        .constellations
+        .iter()
+        .map(|c| (c.id, c.region_id))
+        .collect();
     each_line(
         &src.required("mapSolarSystems.jsonl")?,
         &mut rejected,
         |v| {
+            let constellation_id = int(v, "constellationID")?;
             b.systems.push(SystemRow {
                 id: key(v)?,
-                constellation_id: int(v, "constellationID")?,
-                region_id: int(v, "regionID")?,
+                constellation_id,
+                region_id: int(v, "regionID")
+                    .or_else(|| region_of.get(&constellation_id).copied())?,
                 security_status: v.get("securityStatus").and_then(Value::as_f64)?,
                 security_class: v
                     .get("securityClass")
