@@ -1,1 +1,279 @@
-//! Engine behaviour on small hand-made kills.
+//! Engine behaviour on small hand-made kills: what qualifies, merges and aliases, ending and
+//! reopening, duplicates, NPC kills, multi-system links and re-clustering splits.
+
+use bs_clustering::{
+    AdjacencyMap, BattleEvent, BattleId, ClusterAttacker, ClusterKill, ClusterSettings,
+    ClusterVictim, Clusterer, NoAdjacency, Ship, ShipClass,
+};
+
+const MIN: i64 = 60_000;
+const T0: i64 = 1_638_000_000_000;
+
+/// A kill at `T0 + minutes`: `attackers` (character ids, alliance 1) kill `victim` (alliance 2).
+pub fn kill(id: u64, minutes: f64, system: u32, attackers: &[u64], victim: u64) -> ClusterKill {
+    ClusterKill {
+        killmail_id: id,
+        time_ms: T0 + (minutes * MIN as f64) as i64,
+        system_id: system,
+        victim: ClusterVictim {
+            character_id: Some(victim),
+            corporation_id: Some(2000 + victim % 3),
+            alliance_id: Some(2),
+            ship: Ship {
+                type_id: 587,
+                group_id: 25,
+                class: ShipClass::Frigate,
+            },
+            damage_taken: 1000,
+        },
+        attackers: attackers
+            .iter()
+            .map(|&c| ClusterAttacker {
+                character_id: Some(c),
+                corporation_id: Some(1000 + c % 3),
+                alliance_id: Some(1),
+                ship: Some(Ship {
+                    type_id: 587,
+                    group_id: 25,
+                    class: ShipClass::Frigate,
+                }),
+                damage_done: 1000 / attackers.len() as u64,
+                final_blow: c == attackers[0],
+                is_npc: false,
+            })
+            .collect(),
+        isk_value: 1e6,
+        isk_dropped: 0.0,
+    }
+}
+
+/// `n` kills one minute apart from `start` (minutes), ids from `first_id`.
+fn burst(first_id: u64, start: f64, n: u64, system: u32) -> Vec<ClusterKill> {
+    (0..n)
+        .map(|i| {
+            kill(
+                first_id + i,
+                start + i as f64,
+                system,
+                &[1, 2, 3],
+                100 + first_id + i,
+            )
+        })
+        .collect()
+}
+
+fn clusterer() -> Clusterer<NoAdjacency> {
+    Clusterer::new(ClusterSettings::default(), NoAdjacency)
+}
+
+fn created(events: &[BattleEvent]) -> Vec<BattleId> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            BattleEvent::Created { battle, .. } => Some(battle.id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn isolated_kills_are_not_battles() {
+    let mut c = clusterer();
+    // One kill every 8 minutes all day: never 4 within ±5 min.
+    let kills: Vec<_> = (0..180)
+        .map(|i| kill(i + 1, i as f64 * 8.0, 30, &[1, 2], 50 + i))
+        .collect();
+    let ev = c.insert_batch(kills.iter());
+    assert!(ev.is_empty(), "{ev:?}");
+    assert!(c.battles().is_empty());
+}
+
+#[test]
+fn npc_only_kills_are_ignored_and_counted() {
+    let mut c = clusterer();
+    let mut kills = burst(1, 0.0, 8, 30);
+    for k in &mut kills {
+        for a in &mut k.attackers {
+            a.character_id = None;
+            a.corporation_id = Some(1_000_125);
+            a.alliance_id = None;
+            a.is_npc = true;
+        }
+    }
+    assert!(c.insert_batch(kills.iter()).is_empty());
+    assert_eq!(c.stats().ignored_npc, 8);
+}
+
+#[test]
+fn a_burst_is_created_once_and_its_id_is_its_earliest_kill() {
+    let kills = burst(10, 0.0, 6, 30);
+    // In kill-time order and in one batch the id is the earliest kill.
+    let mut c = clusterer();
+    let mut all = Vec::new();
+    for k in &kills {
+        all.extend(c.insert(k));
+    }
+    assert_eq!(created(&all), vec![BattleId(10)]);
+    let mut b = clusterer();
+    assert_eq!(
+        created(&b.insert_batch(kills.iter().rev())),
+        vec![BattleId(10)]
+    );
+    // In reverse, one kill at a time, the battle qualifies before kill 10 arrives: its id is the
+    // earliest kill *at creation* and stays stable; kill 10 just joins it.
+    let mut r = clusterer();
+    let mut all = Vec::new();
+    for k in kills.iter().rev() {
+        all.extend(r.insert(k));
+    }
+    assert_eq!(created(&all), vec![BattleId(11)]);
+    assert_eq!(
+        r.partition(),
+        c.partition(),
+        "membership is the same either way"
+    );
+    assert_eq!(c.killmail_ids(BattleId(10)), (10..16).collect::<Vec<_>>());
+    // Redelivery is a no-op.
+    assert!(c.insert(&kills[0]).is_empty());
+    assert_eq!(c.stats().duplicates, 1);
+}
+
+#[test]
+fn a_bridging_late_burst_merges_and_the_older_id_survives() {
+    let mut c = clusterer();
+    let a = burst(100, 0.0, 6, 30); // 0..5 min
+    let b = burst(200, 65.0, 6, 30); // 65..70 min: > 30 min after a
+    let ev = c.insert_batch(b.iter().chain(a.iter()));
+    let mut ids = created(&ev);
+    ids.sort();
+    assert_eq!(ids, vec![BattleId(100), BattleId(200)]);
+    // Kills at 33..38 min link both (28 and 27 min gaps, under the 30 min link gap).
+    let bridge = burst(300, 33.0, 6, 30);
+    let ev = c.insert_batch(bridge.iter());
+    assert!(
+        ev.contains(&BattleEvent::Merged {
+            survivor: BattleId(100),
+            absorbed: BattleId(200)
+        }),
+        "{ev:?}"
+    );
+    assert_eq!(c.resolve(BattleId(200)), Some(BattleId(100)));
+    assert_eq!(c.battles().len(), 1);
+    assert_eq!(
+        c.killmail_ids(BattleId(200)).len(),
+        18,
+        "the alias answers with the survivor"
+    );
+    assert_eq!(c.aliases(), vec![(BattleId(200), BattleId(100))]);
+}
+
+#[test]
+fn battles_end_by_kill_time_and_late_kills_reopen_them() {
+    let mut c = clusterer();
+    let _ = c.insert_batch(burst(1, 0.0, 6, 30).iter());
+    assert!(
+        c.tick(T0 + 20 * MIN).is_empty(),
+        "5 min after the last kill is still live"
+    );
+    let ev = c.tick(T0 + 36 * MIN);
+    assert!(matches!(&ev[..], [BattleEvent::Ended { battle }] if battle.id == BattleId(1)));
+    assert!(c.tick(T0 + 36 * MIN).is_empty(), "ends once");
+    // A late kill (arriving now, killed at minute 9) lands within the gap of `now`.
+    let ev = c.insert(&kill(50, 9.0, 30, &[1, 2, 3], 99));
+    assert!(
+        matches!(&ev[..], [BattleEvent::Updated { added, reopened: true, .. }] if added == &vec![50]),
+        "{ev:?}"
+    );
+    // A late kill long after the gap keeps it ended.
+    let _ = c.tick(T0 + 300 * MIN);
+    let ev = c.insert(&kill(51, 8.5, 30, &[1, 2, 3], 98));
+    assert!(
+        matches!(&ev[..], [BattleEvent::Updated { reopened: false, battle, .. }] if battle.ended)
+    );
+}
+
+#[test]
+fn adjacent_systems_with_shared_pilots_are_one_battle() {
+    let graph = AdjacencyMap::from_pairs([(30, 31)]);
+    let mut c = Clusterer::new(ClusterSettings::default(), graph.clone());
+    // Same pilots 1, 2, 3 in both systems, 10 minutes apart.
+    let _ = c.insert_batch(
+        burst(1, 0.0, 6, 30)
+            .iter()
+            .chain(burst(20, 10.0, 6, 31).iter()),
+    );
+    let b = c.battles();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].system_ids, vec![30, 31]);
+
+    // Different pilots: two battles.
+    let mut c = Clusterer::new(ClusterSettings::default(), graph);
+    let other: Vec<_> = (0..6)
+        .map(|i| kill(40 + i, 10.0 + i as f64, 31, &[7, 8, 9], 300 + i))
+        .collect();
+    let _ = c.insert_batch(burst(1, 0.0, 6, 30).iter().chain(other.iter()));
+    assert_eq!(c.battles().len(), 2);
+
+    // Not adjacent: two battles even with the same pilots.
+    let mut c = clusterer();
+    let _ = c.insert_batch(
+        burst(1, 0.0, 6, 30)
+            .iter()
+            .chain(burst(20, 10.0, 6, 31).iter()),
+    );
+    assert_eq!(c.battles().len(), 2);
+}
+
+#[test]
+fn a_straggler_joins_as_a_border_kill() {
+    let mut c = clusterer();
+    let _ = c.insert_batch(burst(1, 0.0, 6, 30).iter());
+    // 9 minutes after the last kill: not dense itself, but within the border gap.
+    let ev = c.insert(&kill(9, 14.0, 30, &[1], 77));
+    assert!(matches!(&ev[..], [BattleEvent::Updated { added, .. }] if added == &vec![9]));
+    // 25 minutes after: outside.
+    assert!(c.insert(&kill(10, 40.0, 30, &[1], 78)).is_empty());
+}
+
+#[test]
+fn reclustering_with_a_shorter_gap_splits_and_keeps_the_founding_id() {
+    let mut c = clusterer();
+    let _ = c.insert_batch(
+        burst(1, 0.0, 6, 30)
+            .iter()
+            .chain(burst(20, 25.0, 6, 30).iter()),
+    );
+    assert_eq!(c.battles().len(), 1);
+    let settings = ClusterSettings {
+        link_gap_ms: 10 * MIN,
+        ..ClusterSettings::default()
+    };
+    let ev = c.recluster(settings);
+    assert!(
+        ev.contains(&BattleEvent::Split {
+            from: BattleId(1),
+            into: vec![BattleId(1), BattleId(20)]
+        }),
+        "{ev:?}"
+    );
+    assert_eq!(c.killmail_ids(BattleId(1)), (1..7).collect::<Vec<_>>());
+    assert_eq!(c.killmail_ids(BattleId(20)), (20..26).collect::<Vec<_>>());
+    // And back: the two merge again, the older id survives.
+    let ev = c.recluster(ClusterSettings::default());
+    assert!(
+        ev.contains(&BattleEvent::Merged {
+            survivor: BattleId(1),
+            absorbed: BattleId(20)
+        }),
+        "{ev:?}"
+    );
+    assert_eq!(c.resolve(BattleId(20)), Some(BattleId(1)));
+}
+
+#[test]
+fn too_few_pilots_is_not_a_battle() {
+    let mut c = clusterer();
+    // Two pilots trading kills: dense, but only 2 + victims... victims all the same pilot.
+    let kills: Vec<_> = (0..8).map(|i| kill(i + 1, i as f64, 30, &[1], 2)).collect();
+    assert!(c.insert_batch(kills.iter()).is_empty());
+}
