@@ -11,15 +11,15 @@
 //! [`ANNOTATED_DEFAULT`] is the commented default file printed by
 //! `battlescope config`; a test keeps it equal to [`Config::default`].
 
-mod sections;
 mod secret;
+mod sections;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use sections::*;
 pub use secret::Secret;
+pub use sections::*;
 
 /// The commented default configuration (`battlescope config`).
 pub const ANNOTATED_DEFAULT: &str = include_str!("default.toml");
@@ -49,10 +49,16 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("BATTLESCOPE_SSO_CLIENT_ID", "sso.client_id"),
     ("BATTLESCOPE_SSO_CLIENT_SECRET", "sso.client_secret"),
     ("BATTLESCOPE_TOKEN_KEYS", "auth.token_keys"),
-    ("BATTLESCOPE_SUPERADMIN_CHARACTER_ID", "auth.superadmin_character_id"),
+    (
+        "BATTLESCOPE_SUPERADMIN_CHARACTER_ID",
+        "auth.superadmin_character_id",
+    ),
     ("BATTLESCOPE_DEV_LOGIN", "auth.dev_login"),
     ("BATTLESCOPE_NOTIFY_MAX_AGE", "notification.max_age"),
-    ("BATTLESCOPE_WEBHOOK_ALLOWED_HOSTS", "notification.webhook_allowed_hosts"),
+    (
+        "BATTLESCOPE_WEBHOOK_ALLOWED_HOSTS",
+        "notification.webhook_allowed_hosts",
+    ),
     ("BATTLESCOPE_IMAGE_URL", "web.image_url"),
 ];
 
@@ -123,7 +129,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid TOML in {origin}: {message}")]
     Toml { origin: String, message: String },
     #[error("invalid configuration: {0}")]
@@ -132,12 +141,21 @@ pub enum ConfigError {
 
 impl Config {
     /// Loads defaults, then `file` (if any), then the given environment.
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut tree = toml::Value::try_from(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-            let layer: toml::Value = toml::from_str(&text)
-                .map_err(|e| ConfigError::Toml { origin: path.display().to_string(), message: e.to_string() })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let layer: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Toml {
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            })?;
             merge(&mut tree, layer);
         }
         for (name, value) in env {
@@ -160,7 +178,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError::Invalid(format!("listen: `{}` is not an address like 127.0.0.1:3000", self.listen)));
+            return Err(ConfigError::Invalid(format!(
+                "listen: `{}` is not an address like 127.0.0.1:3000",
+                self.listen
+            )));
         }
         self.notification.max_age().map_err(ConfigError::Invalid)?;
         Ok(())
@@ -168,7 +189,8 @@ impl Config {
 
     /// The effective configuration as TOML with secrets masked.
     pub fn redacted_toml(&self) -> String {
-        let mut tree = toml::Value::try_from(self).unwrap_or(toml::Value::Table(Default::default()));
+        let mut tree =
+            toml::Value::try_from(self).unwrap_or(toml::Value::Table(Default::default()));
         for path in SECRET_PATHS {
             if let Some(toml::Value::String(s)) = get_path_mut(&mut tree, path)
                 && !s.is_empty()
@@ -227,18 +249,34 @@ fn merge(base: &mut toml::Value, layer: toml::Value) {
     }
 }
 
-fn set_path(tree: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), ConfigError> {
-    let (last, parents) = path.split_last().ok_or_else(|| ConfigError::Invalid("empty path".into()))?;
+fn set_path(
+    tree: &mut toml::Value,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), ConfigError> {
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| ConfigError::Invalid("empty path".into()))?;
     let mut node = tree;
     for key in parents {
-        let table = node.as_table_mut().ok_or_else(|| ConfigError::Invalid(format!("{key} is not a section")))?;
-        node = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+        let table = node
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Invalid(format!("{key} is not a section")))?;
+        node = table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
     }
-    let table = node.as_table_mut().ok_or_else(|| ConfigError::Invalid(format!("{} is not a section", path.join("."))))?;
+    let table = node
+        .as_table_mut()
+        .ok_or_else(|| ConfigError::Invalid(format!("{} is not a section", path.join("."))))?;
     // Keep the declared type where the default is a string but the value looks numeric.
     let value = match (table.get(last), value) {
-        (Some(toml::Value::String(_)), toml::Value::Integer(i)) => toml::Value::String(i.to_string()),
-        (Some(toml::Value::String(_)), toml::Value::Boolean(b)) => toml::Value::String(b.to_string()),
+        (Some(toml::Value::String(_)), toml::Value::Integer(i)) => {
+            toml::Value::String(i.to_string())
+        }
+        (Some(toml::Value::String(_)), toml::Value::Boolean(b)) => {
+            toml::Value::String(b.to_string())
+        }
         (_, v) => v,
     };
     table.insert(last.clone(), value);
@@ -246,7 +284,8 @@ fn set_path(tree: &mut toml::Value, path: &[String], value: toml::Value) -> Resu
 }
 
 fn get_path_mut<'a>(tree: &'a mut toml::Value, path: &str) -> Option<&'a mut toml::Value> {
-    path.split('.').try_fold(tree, |node, key| node.as_table_mut()?.get_mut(key))
+    path.split('.')
+        .try_fold(tree, |node, key| node.as_table_mut()?.get_mut(key))
 }
 
 #[cfg(test)]
@@ -254,13 +293,20 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn annotated_default_equals_built_in_defaults() {
         let parsed: Config = toml::from_str(ANNOTATED_DEFAULT).expect("default.toml parses");
-        assert_eq!(parsed, Config::default(), "update src/default.toml when a default changes");
+        assert_eq!(
+            parsed,
+            Config::default(),
+            "update src/default.toml when a default changes"
+        );
     }
 
     #[test]
@@ -268,7 +314,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bs-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:4000\"\n[bus]\nkind = \"kafka\"\n[ports]\nbff = 4006\n").unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:4000\"\n[bus]\nkind = \"kafka\"\n[ports]\nbff = 4006\n",
+        )
+        .unwrap();
         let c = Config::load(
             Some(&file),
             env(&[
@@ -298,18 +348,29 @@ mod tests {
         assert!(err.to_string().contains("listen"), "{err}");
         let err = Config::load(None, env(&[("BATTLESCOPE_NOTIFY_MAX_AGE", "soon")])).unwrap_err();
         assert!(err.to_string().contains("max_age"), "{err}");
-        let err = Config::load(None, env(&[("BATTLESCOPE_BUS__KIND", "carrier-pigeon")])).unwrap_err();
+        let err =
+            Config::load(None, env(&[("BATTLESCOPE_BUS__KIND", "carrier-pigeon")])).unwrap_err();
         assert!(err.to_string().contains("carrier-pigeon"), "{err}");
     }
 
     #[test]
     fn secrets_are_masked_when_printed() {
-        let c = Config::load(None, env(&[("BATTLESCOPE_SSO_CLIENT_SECRET", "s3cr3t"), ("BATTLESCOPE_NOTIFY_MAX_AGE", "90d")])).unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("BATTLESCOPE_SSO_CLIENT_SECRET", "s3cr3t"),
+                ("BATTLESCOPE_NOTIFY_MAX_AGE", "90d"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.sso.client_secret.expose(), "s3cr3t");
         assert!(!format!("{c:?}").contains("s3cr3t"));
         let printed = c.redacted_toml();
         assert!(!printed.contains("s3cr3t"));
         assert!(printed.contains("[redacted]"));
-        assert_eq!(c.notification.max_age().unwrap(), std::time::Duration::from_secs(90 * 86400));
+        assert_eq!(
+            c.notification.max_age().unwrap(),
+            std::time::Duration::from_secs(90 * 86400)
+        );
     }
 }

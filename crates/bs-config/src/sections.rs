@@ -96,7 +96,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Json, level: "info".into() }
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
     }
 }
 
@@ -107,7 +110,7 @@ pub enum LogFormat {
     Pretty,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Empty: embedded SQLite files under `data_dir`. Otherwise a PostgreSQL server URL
@@ -115,6 +118,27 @@ pub struct StoreConfig {
     pub url: String,
     /// Connection pool size per service (0: backend default).
     pub max_connections: u32,
+    /// Prefix of the per-service PostgreSQL database names (`battlescope` → `battlescope_auth`, …).
+    pub database_prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 0,
+            database_prefix: "battlescope".into(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The PostgreSQL database of `service` (`None`: it keeps no relational state).
+    pub fn database_name(&self, service: ServiceName) -> Option<String> {
+        service
+            .database_name()
+            .map(|full| full.replacen("battlescope", &self.database_prefix, 1))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,7 +153,11 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { kind: BusKind::Embedded, brokers: "127.0.0.1:9092".into(), partitions: 3 }
+        Self {
+            kind: BusKind::Embedded,
+            brokers: "127.0.0.1:9092".into(),
+            partitions: 3,
+        }
     }
 }
 
@@ -151,7 +179,11 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { kind: CacheKind::Memory, redis_url: "redis://127.0.0.1:6379".into(), max_entries: 200_000 }
+        Self {
+            kind: CacheKind::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            max_entries: 200_000,
+        }
     }
 }
 
@@ -172,7 +204,11 @@ pub struct SearchConfig {
 
 impl Default for SearchConfig {
     fn default() -> Self {
-        Self { kind: SearchKind::Tantivy, typesense_url: "http://127.0.0.1:8108".into(), typesense_api_key: Secret::default() }
+        Self {
+            kind: SearchKind::Tantivy,
+            typesense_url: "http://127.0.0.1:8108".into(),
+            typesense_api_key: Secret::default(),
+        }
     }
 }
 
@@ -280,7 +316,11 @@ pub struct EsiConfig {
 
 impl Default for EsiConfig {
     fn default() -> Self {
-        Self { url: "https://esi.evetech.net".into(), compatibility_date: "2025-08-26".into(), max_concurrency: 8 }
+        Self {
+            url: "https://esi.evetech.net".into(),
+            compatibility_date: "2025-08-26".into(),
+            max_concurrency: 8,
+        }
     }
 }
 
@@ -295,7 +335,10 @@ pub struct EnrichmentConfig {
 
 impl Default for EnrichmentConfig {
     fn default() -> Self {
-        Self { refresh_prices: true, name_ttl: "7d".into() }
+        Self {
+            refresh_prices: true,
+            name_ttl: "7d".into(),
+        }
     }
 }
 
@@ -312,7 +355,11 @@ pub struct BattleConfig {
 
 impl Default for BattleConfig {
     fn default() -> Self {
-        Self { gap: "15m".into(), min_kills: 3, min_pilots: 4 }
+        Self {
+            gap: "15m".into(),
+            min_kills: 3,
+            min_pilots: 4,
+        }
     }
 }
 
@@ -329,13 +376,18 @@ pub struct NotificationConfig {
 
 impl Default for NotificationConfig {
     fn default() -> Self {
-        Self { max_age: "1h".into(), webhook_allowed_hosts: String::new(), public_feed: true }
+        Self {
+            max_age: "1h".into(),
+            webhook_allowed_hosts: String::new(),
+            public_feed: true,
+        }
     }
 }
 
 impl NotificationConfig {
     pub fn max_age(&self) -> Result<Duration, String> {
-        humantime::parse_duration(&self.max_age).map_err(|e| format!("notification.max_age `{}`: {e}", self.max_age))
+        humantime::parse_duration(&self.max_age)
+            .map_err(|e| format!("notification.max_age `{}`: {e}", self.max_age))
     }
 }
 
@@ -395,6 +447,9 @@ pub struct WebConfig {
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { image_url: "https://images.evetech.net".into(), public_pages: true }
+        Self {
+            image_url: "https://images.evetech.net".into(),
+            public_pages: true,
+        }
     }
 }
