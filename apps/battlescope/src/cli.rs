@@ -37,11 +37,26 @@ pub enum Command {
         /// Only this service's database (default: every service that has one).
         service: Option<ServiceName>,
     },
+    /// Static data (SDE) maintenance.
+    Sde {
+        #[command(subcommand)]
+        command: SdeCommand,
+    },
     /// Print the annotated default configuration (or the effective one, secrets masked).
     Config {
         /// Print the effective configuration after file and environment instead.
         #[arg(long)]
         effective: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SdeCommand {
+    /// Refresh the static data from CCP's official SDE download (the JSONL zip or its extracted folder).
+    /// The result is written to `<data_dir>/sde`, which the enrichment service prefers over the bundled copy.
+    Import {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
     },
 }
 
@@ -59,6 +74,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => crate::topology::all_in_one(config()?, crate::topology::Mode::Demo).await,
         Command::Run => crate::topology::all_in_one(config()?, crate::topology::Mode::Live).await,
         Command::Serve { services } => crate::topology::split(config()?, services).await,
+        Command::Sde { command: SdeCommand::Import { path } } => sde_import(&config()?, &path),
         Command::Migrate { service } => crate::topology::migrate(config()?, service).await,
     }
+}
+
+fn sde_import(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
+    let bundle = bs_sde::import_official_sde(path).with_context(|| format!("reading the SDE at {}", path.display()))?;
+    let out = config.data_dir.join("sde");
+    bundle.write_dir(&out).with_context(|| format!("writing {}", out.display()))?;
+    // Load it back: what was written must be usable.
+    let data = bs_sde::StaticData::load_dir(&out).context("loading the imported static data")?;
+    println!("static data {} written to {}", data.version(), out.display());
+    Ok(())
 }
