@@ -10,6 +10,8 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+
+use bs_clustering::AdjacencyMap;
 use std::time::Instant;
 
 use bs_clustering::{
@@ -99,6 +101,10 @@ fn main() {
     );
     let names = system_names(&data);
     let tickers = alliance_tickers(&data);
+    if std::env::args().any(|a| a == "--sweep") {
+        sweep(&kills, &graph, &names);
+        return;
+    }
 
     // 1. From empty, one killmail at a time in kill-time order, ticking every minute of kill time.
     let settings = ClusterSettings::default();
@@ -303,5 +309,200 @@ fn main() {
                 longest / 60_000
             );
         }
+    }
+}
+
+/// Threshold sensitivity on the week, for the design doc (`-- --sweep`).
+fn sweep(kills: &[ClusterKill], graph: &AdjacencyMap, names: &HashMap<u32, String>) {
+    let id_of = |name: &str| {
+        names
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(&id, _)| id)
+            .expect("system")
+    };
+    // Gaps between consecutive player kills in the same system.
+    let mut by_sys: HashMap<u32, Vec<i64>> = HashMap::new();
+    for k in kills.iter().filter(|k| k.has_player_attacker()) {
+        by_sys.entry(k.system_id).or_default().push(k.time_ms);
+    }
+    let mut gaps: Vec<f64> = Vec::new();
+    for ts in by_sys.values_mut() {
+        ts.sort_unstable();
+        gaps.extend(ts.windows(2).map(|w| (w[1] - w[0]) as f64 / 60_000.0));
+    }
+    gaps.sort_by(f64::total_cmp);
+    let share = |m: f64| gaps.iter().filter(|&&g| g <= m).count() as f64 / gaps.len() as f64;
+    println!(
+        "within-system gaps between player kills: n={} p25={:.2} p50={:.2} p60={:.2} p70={:.1} p75={:.1} p80={:.0} p90={:.0} min",
+        gaps.len(),
+        pct(&gaps, 0.25),
+        pct(&gaps, 0.5),
+        pct(&gaps, 0.6),
+        pct(&gaps, 0.7),
+        pct(&gaps, 0.75),
+        pct(&gaps, 0.8),
+        pct(&gaps, 0.9)
+    );
+    for m in [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0] {
+        println!("  gaps <= {m:>4} min: {:.1} %", share(m) * 100.0);
+    }
+    let (jorund, tama, kourmonen, j105951) = (
+        id_of("Jorund"),
+        id_of("Tama"),
+        id_of("Kourmonen"),
+        id_of("J105951"),
+    );
+    let base = ClusterSettings::default();
+    let variants: Vec<(&str, ClusterSettings)> = vec![
+        ("default", base.clone()),
+        (
+            "naive: every kill core, 30 min gap",
+            ClusterSettings {
+                core_min_kills: 1,
+                min_battle_kills: 2,
+                min_battle_pilots: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "core_min_kills 3",
+            ClusterSettings {
+                core_min_kills: 3,
+                ..base.clone()
+            },
+        ),
+        (
+            "core_min_kills 5",
+            ClusterSettings {
+                core_min_kills: 5,
+                ..base.clone()
+            },
+        ),
+        (
+            "core_min_kills 6",
+            ClusterSettings {
+                core_min_kills: 6,
+                ..base.clone()
+            },
+        ),
+        (
+            "density ±2.5 min",
+            ClusterSettings {
+                density_window_ms: 150_000,
+                ..base.clone()
+            },
+        ),
+        (
+            "density ±10 min",
+            ClusterSettings {
+                density_window_ms: 600_000,
+                ..base.clone()
+            },
+        ),
+        (
+            "link gap 15 min",
+            ClusterSettings {
+                link_gap_ms: 15 * 60_000,
+                ..base.clone()
+            },
+        ),
+        (
+            "link gap 20 min",
+            ClusterSettings {
+                link_gap_ms: 20 * 60_000,
+                ..base.clone()
+            },
+        ),
+        (
+            "link gap 45 min",
+            ClusterSettings {
+                link_gap_ms: 45 * 60_000,
+                ..base.clone()
+            },
+        ),
+        (
+            "link gap 60 min",
+            ClusterSettings {
+                link_gap_ms: 60 * 60_000,
+                ..base.clone()
+            },
+        ),
+        (
+            "no border kills",
+            ClusterSettings {
+                border_gap_ms: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "border gap 20 min",
+            ClusterSettings {
+                border_gap_ms: 20 * 60_000,
+                ..base.clone()
+            },
+        ),
+        (
+            "single-system only",
+            ClusterSettings {
+                cross_system_min_shared_pilots: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "cross-system 1 shared pilot",
+            ClusterSettings {
+                cross_system_min_shared_pilots: 1,
+                ..base.clone()
+            },
+        ),
+        (
+            "cross-system 5 shared pilots",
+            ClusterSettings {
+                cross_system_min_shared_pilots: 5,
+                ..base.clone()
+            },
+        ),
+        (
+            "min battle 10 cores",
+            ClusterSettings {
+                min_battle_kills: 10,
+                ..base.clone()
+            },
+        ),
+    ];
+    let player_kills = kills.iter().filter(|k| k.has_player_attacker()).count();
+    println!(
+        "\n| variant | battles | player kills in battles | multi-system | Jorund biggest (kills, span) | Tama: battles, longest, biggest | Kourmonen longest | J105951 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, s) in variants {
+        let mut c = Clusterer::new(s, graph.clone());
+        let _ = c.insert_batch(kills.iter());
+        let b = c.battles();
+        let in_b: u32 = b.iter().map(|s| s.kills).sum();
+        let multi = b.iter().filter(|s| s.system_ids.len() > 1).count();
+        let of = |sys: u32| b.iter().filter(move |s| s.system_ids.contains(&sys));
+        let jb = of(jorund).max_by_key(|s| s.kills);
+        let tama_n = of(tama).count();
+        let tama_long = of(tama).map(|s| s.end_ms - s.start_ms).max().unwrap_or(0) / 60_000;
+        let tama_big = of(tama).map(|s| s.kills).max().unwrap_or(0);
+        let kour_long = of(kourmonen)
+            .map(|s| s.end_ms - s.start_ms)
+            .max()
+            .unwrap_or(0)
+            / 60_000;
+        let jw = of(j105951).map(|s| s.kills).max().unwrap_or(0);
+        println!(
+            "| {name} | {} | {:.1} % | {multi} | {} | {tama_n}, {tama_long} min, {tama_big} | {kour_long} min | {jw} |",
+            b.len(),
+            f64::from(in_b) * 100.0 / player_kills as f64,
+            jb.map_or_else(String::new, |s| format!(
+                "{}, {}–{}",
+                s.kills,
+                to_datetime(s.start_ms).format("%H:%M"),
+                to_datetime(s.end_ms).format("%H:%M")
+            )),
+        );
     }
 }

@@ -66,3 +66,54 @@ impl SystemGraph for AdjacencyMap {
         self.map.get(&system).map_or(&[], Vec::as_slice)
     }
 }
+
+/// Region and security of systems, for the report's region(s) and security type(s).
+pub trait SystemInfo {
+    /// The region of a system.
+    fn region_of(&self, system: u32) -> Option<u32>;
+    /// The raw SDE security status of a system.
+    fn security_status(&self, system: u32) -> Option<f64>;
+}
+
+/// The five kinds of space a battle can be in.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityType {
+    Highsec,
+    Lowsec,
+    Nullsec,
+    Wormhole,
+    Pochven,
+}
+
+/// Pochven's region id.
+pub const POCHVEN_REGION: u32 = 10_000_070;
+
+impl SecurityType {
+    /// Classifies a system: J-space by id (31xxxxxx), Pochven by region, else by the security
+    /// status rounded as the game shows it (to one decimal, but anything in (0, 0.05) shows as
+    /// 0.1, i.e. lowsec).
+    #[must_use]
+    pub fn classify(system_id: u32, region_id: Option<u32>, security: f64) -> Self {
+        if (31_000_000..32_000_000).contains(&system_id) {
+            return Self::Wormhole;
+        }
+        if region_id == Some(POCHVEN_REGION) {
+            return Self::Pochven;
+        }
+        let shown = if security > 0.0 && security < 0.05 {
+            0.1
+        } else {
+            (security * 10.0).round() / 10.0
+        };
+        if shown >= 0.5 {
+            Self::Highsec
+        } else if shown > 0.0 {
+            Self::Lowsec
+        } else {
+            Self::Nullsec
+        }
+    }
+}

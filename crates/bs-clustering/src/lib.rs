@@ -22,7 +22,7 @@ pub mod sides;
 pub use clusterer::{
     BattleEvent, BattleId, BattleSummary, ClusterSettings, ClusterStats, Clusterer,
 };
-pub use graph::{AdjacencyMap, NoAdjacency, SystemGraph};
+pub use graph::{AdjacencyMap, NoAdjacency, SecurityType, SystemGraph, SystemInfo};
 pub use model::{ClusterAttacker, ClusterKill, ClusterVictim, Ship, ShipClass, TimeMs};
 pub use report::{BattleReport, Participant, SideReport, build_report, zkb_related_link};
 pub use sides::{Entity, Side, SideOverride, SideSettings, SideTarget, Sides, assign_sides};

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, Timelike};
 use serde::{Deserialize, Serialize};
 
+use crate::graph::{SecurityType, SystemInfo};
 use crate::model::{ClusterKill, MINUTE_MS, ShipClass, TimeMs, to_datetime};
 use crate::sides::Sides;
 
@@ -85,6 +86,9 @@ pub struct TimelineMinute {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BattleReport {
     pub system_ids: Vec<u32>,
+    /// Filled by [`BattleReport::annotate_systems`]; empty without static data.
+    pub region_ids: Vec<u32>,
+    pub security_types: Vec<SecurityType>,
     pub start_ms: TimeMs,
     pub end_ms: TimeMs,
     pub duration_s: i64,
@@ -353,6 +357,8 @@ pub fn build_report(kills: &[&ClusterKill], sides: &Sides) -> BattleReport {
     });
     BattleReport {
         system_ids: systems.into_iter().collect(),
+        region_ids: Vec::new(),
+        security_types: Vec::new(),
         start_ms: start,
         end_ms: end,
         duration_s: (end - start) / 1000,
@@ -371,6 +377,23 @@ pub fn build_report(kills: &[&ClusterKill], sides: &Sides) -> BattleReport {
             .into_iter()
             .map(|(s, t)| zkb_related_link(s, t))
             .collect(),
+    }
+}
+
+impl BattleReport {
+    /// Fills the region(s) and security type(s) from static data (sorted, distinct).
+    pub fn annotate_systems(&mut self, info: &impl SystemInfo) {
+        let mut regions = BTreeSet::new();
+        let mut kinds = BTreeSet::new();
+        for &s in &self.system_ids {
+            let region = info.region_of(s);
+            regions.extend(region);
+            if let Some(sec) = info.security_status(s) {
+                kinds.insert(SecurityType::classify(s, region, sec));
+            }
+        }
+        self.region_ids = regions.into_iter().collect();
+        self.security_types = kinds.into_iter().collect();
     }
 }
 

@@ -37,3 +37,5 @@ with open(OUT+'/jumps.csv','w') as f:
         a=int(r['fromSolarSystemID']); b=int(r['toSolarSystemID'])
         if a in systems and b in systems: f.write(f'{a},{b}\n')
 print(len(ships),'ships',n,'prices',len(systems),'systems')
+# systems.csv (system_id,region_id,security) was written the same way from sde/mapSolarSystems.csv.gz
+# for every system in the fixtures.

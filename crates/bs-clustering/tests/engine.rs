@@ -277,3 +277,20 @@ fn too_few_pilots_is_not_a_battle() {
     let kills: Vec<_> = (0..8).map(|i| kill(i + 1, i as f64, 30, &[1], 2)).collect();
     assert!(c.insert_batch(kills.iter()).is_empty());
 }
+
+#[test]
+fn security_types_follow_the_games_rounding() {
+    use bs_clustering::SecurityType as S;
+    assert_eq!(S::classify(30000142, Some(10000002), 0.9459), S::Highsec);
+    assert_eq!(S::classify(1, None, 0.45), S::Highsec, "0.45 shows as 0.5");
+    assert_eq!(S::classify(1, None, 0.44), S::Lowsec);
+    assert_eq!(
+        S::classify(1, None, 0.01),
+        S::Lowsec,
+        "(0, 0.05) shows as 0.1"
+    );
+    assert_eq!(S::classify(1, None, 0.0), S::Nullsec);
+    assert_eq!(S::classify(1, None, -0.4), S::Nullsec);
+    assert_eq!(S::classify(31000368, Some(11000004), -0.99), S::Wormhole);
+    assert_eq!(S::classify(30000157, Some(10000070), -1.0), S::Pochven);
+}

@@ -8,7 +8,7 @@ use bs_clustering::{
     assign_sides, build_report,
 };
 
-use crate::support::{Types, load_jumps, load_kills, repo_killmails, testdata};
+use crate::support::{Systems, Types, load_jumps, load_kills, repo_killmails, testdata};
 
 pub fn types() -> Types {
     Types::from_subset(&testdata("types.csv")).with_price_csv(&testdata("prices.csv.gz"))
@@ -52,7 +52,9 @@ pub fn report_of(
         .filter(|k| ids.contains(&k.killmail_id))
         .collect();
     let sides = assign_sides(&bk, &[], &SideSettings::default());
-    build_report(&bk, &sides)
+    let mut r = build_report(&bk, &sides);
+    r.annotate_systems(&Systems::load(&testdata("systems.csv")));
+    r
 }
 
 /// One line per battle (≥ `min_kills`), then one indented line per side with its three biggest
@@ -270,6 +272,12 @@ fn jorund_is_one_two_system_battle_with_horde_against_goons() {
     let goons = side_of_alliance(&r, 1354830081).expect("Goonswarm");
     assert_ne!(horde, goons);
     assert!(!r.one_sided);
+    assert_eq!(r.region_ids, vec![10000012], "Curse");
+    assert_eq!(r.security_types, vec![bs_clustering::SecurityType::Nullsec]);
+    assert!(
+        r.related_links
+            .contains(&"https://zkillboard.com/related/30001046/202111281200/".to_owned())
+    );
     // Aggregates add up from the rows.
     let kills_sum: u32 = r.sides.iter().map(|s| s.losses).sum::<u32>() + r.unassigned_losses;
     assert_eq!(kills_sum, r.total_kills);
@@ -285,6 +293,10 @@ fn massacre_is_reported_one_sided() {
     let (c, b) = biggest(&kills, 31000368);
     let r = report_of(&c, &kills, b.id);
     assert!(r.one_sided, "one-sided massacre reported as a fight");
+    assert_eq!(
+        r.security_types,
+        vec![bs_clustering::SecurityType::Wormhole]
+    );
     let scoring: Vec<_> = r.sides.iter().filter(|s| s.kills > 0).collect();
     assert_eq!(scoring.len(), 1, "only the shooters score");
     // The victims are pilot-less ships of one corporation: no pilots on the losing side.

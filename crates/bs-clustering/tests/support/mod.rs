@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use bs_clustering::AdjacencyMap;
 use bs_clustering::ClusterKill;
 use bs_clustering::esi::{TypeInfo, from_esi_json};
+use bs_clustering::{AdjacencyMap, SystemInfo};
 use flate2::read::MultiGzDecoder;
 
 /// Ship group/category and price lookups.
@@ -157,4 +157,28 @@ pub fn repo_killmails(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../data/killmails")
         .join(name)
+}
+
+/// Region and security per system, from a `system_id,region_id,security` CSV.
+#[derive(Default)]
+pub struct Systems(pub HashMap<u32, (u32, f64)>);
+
+impl Systems {
+    pub fn load(path: &Path) -> Self {
+        Self(
+            csv_rows(path)
+                .iter()
+                .filter_map(|r| Some((num(&r[0])?, (num(&r[1])?, num(&r[2])?))))
+                .collect(),
+        )
+    }
+}
+
+impl SystemInfo for Systems {
+    fn region_of(&self, system: u32) -> Option<u32> {
+        self.0.get(&system).map(|s| s.0)
+    }
+    fn security_status(&self, system: u32) -> Option<f64> {
+        self.0.get(&system).map(|s| s.1)
+    }
 }
