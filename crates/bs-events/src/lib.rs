@@ -6,6 +6,7 @@
 //! per-key order holds on the bus). Consumers decode with [`Envelope::decode`],
 //! which checks the topic and refuses versions newer than they understand.
 
+pub mod enriched;
 pub mod killmail;
 
 use chrono::{DateTime, Utc};
@@ -13,6 +14,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use enriched::{
+    Affiliation, EnrichedAttacker, EnrichedShip, EnrichedSystem, EnrichedVictim, IskValue,
+    KillmailEnriched, ZkbFlags,
+};
 pub use killmail::KillmailIngested;
 
 /// Every topic BattleScope publishes.
