@@ -165,3 +165,59 @@ impl SsoEndpoints {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(base: &str) -> Metadata {
+        Metadata {
+            issuer: "login.eveonline.com".into(),
+            authorization_endpoint: format!("{base}/v2/oauth/authorize"),
+            token_endpoint: format!("{base}/v2/oauth/token"),
+            revocation_endpoint: None,
+            jwks_uri: format!("{base}/oauth/jwks"),
+        }
+    }
+
+    #[test]
+    fn metadata_endpoints_must_stay_on_the_sso_origin() {
+        let base = Url::parse("https://login.eveonline.com").unwrap();
+        let ok = SsoEndpoints::from_metadata(&base, &meta("https://login.eveonline.com")).unwrap();
+        assert_eq!(ok, SsoEndpoints::from_base(&base));
+        let mut foreign = meta("https://login.eveonline.com");
+        foreign.token_endpoint = "https://evil.test/v2/oauth/token".into();
+        assert!(matches!(
+            SsoEndpoints::from_metadata(&base, &foreign),
+            Err(ConfigError::ForeignEndpoint {
+                field: "token_endpoint"
+            })
+        ));
+        let mut downgraded = meta("https://login.eveonline.com");
+        downgraded.jwks_uri = "http://login.eveonline.com/oauth/jwks".into();
+        assert!(SsoEndpoints::from_metadata(&base, &downgraded).is_err());
+    }
+
+    #[test]
+    fn well_known_paths_match_the_real_sso() {
+        let e = SsoEndpoints::from_base(&Url::parse(DEFAULT_SSO_URL).unwrap());
+        assert_eq!(
+            e.authorize.as_str(),
+            "https://login.eveonline.com/v2/oauth/authorize"
+        );
+        assert_eq!(
+            e.token.as_str(),
+            "https://login.eveonline.com/v2/oauth/token"
+        );
+        assert_eq!(
+            e.revoke.as_str(),
+            "https://login.eveonline.com/v2/oauth/revoke"
+        );
+        assert_eq!(e.jwks.as_str(), "https://login.eveonline.com/oauth/jwks");
+        assert_eq!(e.issuer, "login.eveonline.com");
+        assert_eq!(
+            SsoEndpoints::metadata_url(&Url::parse(DEFAULT_SSO_URL).unwrap()).as_str(),
+            "https://login.eveonline.com/.well-known/oauth-authorization-server"
+        );
+    }
+}

@@ -165,6 +165,14 @@ enum KeySource {
     Static,
 }
 
+/// What a fetch attempt did.
+#[derive(Debug, PartialEq, Eq)]
+enum Fetch {
+    Done,
+    /// Rate-limited (or nothing to fetch from).
+    Skipped,
+}
+
 struct KeyCache {
     keys: HashMap<String, Arc<DecodingKey>>,
     fetched_at: Option<DateTime<Utc>>,
@@ -317,9 +325,10 @@ impl JwtValidator {
     }
 
     /// Forces a JWKS fetch now (e.g. at startup), subject to the same rate limit.
-    pub async fn refresh_keys(&self, now: DateTime<Utc>) -> Result<(), JwtError> {
+    /// Returns whether a fetch happened (`false`: rate-limited or a static key set).
+    pub async fn refresh_keys(&self, now: DateTime<Utc>) -> Result<bool, JwtError> {
         let mut last = self.fetch.lock().await;
-        self.fetch_locked(&mut last, now).await
+        Ok(self.fetch_locked(&mut last, now).await? == Fetch::Done)
     }
 
     async fn key_for(&self, kid: &str, now: DateTime<Utc>) -> Result<Arc<DecodingKey>, JwtError> {
@@ -334,7 +343,13 @@ impl JwtValidator {
             return Ok(key.clone());
         }
         match self.fetch_locked(&mut last, now).await {
-            Ok(()) => {}
+            Ok(Fetch::Done) => {}
+            Ok(Fetch::Skipped) if self.cache.read().keys.is_empty() => {
+                // Nothing ever loaded (SSO was down at the last attempt): say so, rather
+                // than blaming the token.
+                return Err(JwtError::Jwks("key set not loaded yet".into()));
+            }
+            Ok(Fetch::Skipped) => {}
             // A stale-but-known key keeps working while SSO is unreachable.
             Err(err) if again.is_none() => return Err(err),
             Err(err) => tracing::warn!(error = %err, "jwks refresh failed, using cached keys"),
@@ -357,15 +372,15 @@ impl JwtValidator {
         &self,
         last: &mut Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-    ) -> Result<(), JwtError> {
+    ) -> Result<Fetch, JwtError> {
         let KeySource::Http { client, url } = &self.source else {
-            return Err(JwtError::UnknownKid);
+            return Ok(Fetch::Skipped);
         };
         let interval = TimeDelta::from_std(self.config.refetch_interval).unwrap_or(TimeDelta::MAX);
         if let Some(at) = *last
             && now.signed_duration_since(at) < interval
         {
-            return Err(JwtError::UnknownKid);
+            return Ok(Fetch::Skipped);
         }
         *last = Some(now);
         let body = async {
@@ -387,7 +402,7 @@ impl JwtValidator {
         let mut cache = self.cache.write();
         cache.keys = keys;
         cache.fetched_at = Some(now);
-        Ok(())
+        Ok(Fetch::Done)
     }
 }
 

@@ -389,3 +389,78 @@ async fn sso_down_is_transient_never_invalid_grant() {
     assert!(!text.contains(tokens.refresh_token.expose().as_str()));
     assert!(!text.contains(crate::support::CLIENT_SECRET));
 }
+
+#[tokio::test]
+async fn fake_authorize_checks_the_request_like_eve() {
+    let w = World::new().await;
+    let client = w.client();
+    // The character can also be picked with a query parameter (for browser-driven tests).
+    let req = client.authorize_url().unwrap();
+    let mut url = req.url.clone();
+    url.query_pairs_mut()
+        .append_pair("fake_character_id", &BOB.to_string());
+    let (code, _) = w.browser_authorize(&url).await;
+    let tokens = client
+        .exchange_code(&code, &req.pkce_verifier)
+        .await
+        .unwrap();
+    let who = w
+        .validator()
+        .validate(tokens.access_token.expose(), t0())
+        .await
+        .unwrap();
+    assert_eq!(who.character_id, BOB);
+
+    let tweak = |key: &str, value: &str| {
+        let mut u = req.url.clone();
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == key {
+                    value.to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("fake_character_id", &BOB.to_string());
+        u
+    };
+    // Control: the same request with a harmless change goes through.
+    let control = w
+        .http
+        .get(tweak("scope", "publicData"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(control.status(), 302);
+    for bad in [
+        tweak("redirect_uri", "https://evil.test/auth/callback"),
+        tweak("client_id", "someone-else"),
+        tweak("response_type", "token"),
+        tweak("code_challenge_method", "plain"),
+        tweak("state", ""),
+    ] {
+        let resp = w.http.get(bad.clone()).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn expired_code_is_invalid_grant() {
+    let w = World::new().await;
+    let client = w.client();
+    let req = client.authorize_url().unwrap();
+    w.sso.login_as(ALICE);
+    let (code, _) = w.browser_authorize(&req.url).await;
+    w.sso.set_now(Some(t0() + TimeDelta::minutes(10)));
+    let late = client.exchange_code(&code, &req.pkce_verifier).await;
+    assert!(
+        matches!(late, Err(SsoError::InvalidGrant { .. })),
+        "{late:?}"
+    );
+}

@@ -417,3 +417,75 @@ async fn static_key_set_never_fetches() {
     assert_eq!(v.validate(&forged, t0()).await, Err(JwtError::UnknownKid));
     assert_eq!(w.sso.jwks_fetches(), 0);
 }
+
+#[tokio::test]
+async fn concurrent_unknown_kids_cause_a_single_fetch() {
+    let w = World::new().await;
+    let v = w.validator();
+    let stranger = RsaSigningKey::generate("attacker-kid").unwrap();
+    let forged = stranger
+        .sign_claims(&w.sso.claims_for(ALICE, &[]).unwrap())
+        .unwrap();
+    let genuine = w.sso.mint_access_token(ALICE, &[]).unwrap();
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let token = if i % 2 == 0 { &forged } else { &genuine };
+        calls.push(v.validate(token, t0()));
+    }
+    let results = futures::future::join_all(calls).await;
+    assert_eq!(w.sso.jwks_fetches(), 1);
+    for (i, r) in results.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(r, &Err(JwtError::UnknownKid));
+        } else {
+            assert!(r.is_ok(), "{r:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn keys_are_refreshed_when_old_and_retired_keys_stop_working() {
+    let w = World::new().await;
+    let v = w.validator();
+    let old_token = w.sso.mint_access_token(ALICE, &[]).unwrap();
+    v.validate(&old_token, t0()).await.unwrap();
+    w.sso.rotate_signing_key(true).await.unwrap();
+    // The old kid is still cached and fresh: no fetch yet.
+    v.validate(&old_token, t0() + TimeDelta::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(w.sso.jwks_fetches(), 1);
+    // An hour later the set is refetched and the retired key is gone.
+    let late = t0() + TimeDelta::minutes(61);
+    assert_eq!(
+        v.validate(&old_token, late).await,
+        Err(JwtError::UnknownKid)
+    );
+    assert_eq!(w.sso.jwks_fetches(), 2);
+}
+
+#[tokio::test]
+async fn unreachable_jwks_is_a_transient_error_not_a_bad_token() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = url::Url::parse(&format!(
+        "http://{}/oauth/jwks",
+        listener.local_addr().unwrap()
+    ))
+    .unwrap();
+    drop(listener);
+    let w = World::new().await;
+    let v = bs_sso::JwtValidator::new(
+        bs_sso::ValidatorConfig::new(CLIENT_ID, dead),
+        reqwest::Client::new(),
+    );
+    let token = w.sso.mint_access_token(ALICE, &[]).unwrap();
+    assert!(matches!(
+        v.validate(&token, t0()).await,
+        Err(JwtError::Jwks(_))
+    ));
+    // Within the minute no new attempt is made, and the error still says why.
+    assert_eq!(
+        v.validate(&token, t0() + TimeDelta::seconds(5)).await,
+        Err(JwtError::Jwks("key set not loaded yet".into()))
+    );
+}
