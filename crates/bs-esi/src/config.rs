@@ -130,6 +130,14 @@ impl Default for EsiConfig {
     }
 }
 
+/// An identifying `User-Agent` with the operator's contact (e-mail or URL), as ESI asks.
+pub fn user_agent_with_contact(contact: &str) -> String {
+    format!(
+        "BattleScope/{} ({contact}; +https://github.com/battlescope/battlescope)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 impl EsiConfig {
     /// The default configuration pointed at `base_url` (a fake in tests).
     pub fn for_url(base_url: impl Into<String>) -> Self {

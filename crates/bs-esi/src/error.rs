@@ -32,14 +32,17 @@ pub enum EsiError {
     /// Connect, timeout or body-read failure, after the retries allowed for it.
     #[error("esi: transport: {0}")]
     Transport(String),
+    /// The configuration cannot work (empty user agent, bad compatibility date).
+    #[error("esi: invalid configuration: {0}")]
+    Config(String),
     /// A 2xx body that does not match the expected shape.
     #[error("esi: decode: {0}")]
     Decode(String),
 }
 
 impl EsiError {
-    /// True when asking again later may succeed (everything except `NotFound` and `Decode`).
+    /// True when asking again later may succeed (not `NotFound`, `Decode`, `Config`).
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::NotFound | Self::Decode(_))
+        !matches!(self, Self::NotFound | Self::Decode(_) | Self::Config(_))
     }
 }

@@ -31,7 +31,7 @@ mod types;
 pub use client::{EsiClient, MAX_IDS_PER_CALL, metric};
 pub use config::{
     Clock, DEFAULT_BASE_URL, DEFAULT_COMPATIBILITY_DATE, DowntimeWindow, EsiConfig, RetryConfig,
-    SystemClock,
+    SystemClock, user_agent_with_contact,
 };
 pub use error::EsiError;
 pub use types::{

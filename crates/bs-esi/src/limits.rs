@@ -335,6 +335,10 @@ impl Budget {
                 .insert(ticket.endpoint, Regime::Floating(rate.group.clone()));
         } else if seen.errors.is_some() {
             self.regimes.insert(ticket.endpoint, Regime::Legacy);
+        } else if seen.status.is_some_and(|s| s != 429) && ticket.probe {
+            // A route that answers without either header family: treat it as
+            // error-limited (the safe side) rather than probing it forever.
+            self.regimes.insert(ticket.endpoint, Regime::Legacy);
         }
 
         let floating_group = seen.rate.as_ref().map(|r| r.group.clone()).or(ticket.group);

@@ -538,8 +538,10 @@ fn finish(
                 }
                 let remain = s.settings.error_limit.saturating_sub(s.errors_in_window);
                 s.stats.min_error_remain = s.stats.min_error_remain.min(remain);
-                put("x-esi-error-limit-remain", remain.to_string());
-                put("x-esi-error-limit-reset", s.error_reset(now).to_string());
+                if !injected_429 {
+                    put("x-esi-error-limit-remain", remain.to_string());
+                    put("x-esi-error-limit-reset", s.error_reset(now).to_string());
+                }
             }
         }
     }
