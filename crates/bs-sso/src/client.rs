@@ -146,8 +146,8 @@ impl SsoClient {
                     resp.status()
                 )));
             }
-            resp.json::<Metadata>()
-                .await
+            let body = read_capped(resp).await.map_err(SsoError::Transient)?;
+            serde_json::from_str::<Metadata>(&body)
                 .map_err(|e| SsoError::Protocol(format!("metadata: {e}")))
         }
         .await;
@@ -252,7 +252,7 @@ impl SsoClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = resp.text().await.unwrap_or_default();
+        let body = read_capped(resp).await.unwrap_or_default();
         Err(classify_error(status, &body))
     }
 
@@ -278,10 +278,7 @@ impl SsoClient {
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<RawToken, SsoError> {
         let resp = self.post_form(self.endpoints.token.clone(), form).await?;
         let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| SsoError::Transient(e.without_url().to_string()))?;
+        let body = read_capped(resp).await.map_err(SsoError::Transient)?;
         if !status.is_success() {
             return Err(classify_error(status, &body));
         }
@@ -292,6 +289,32 @@ impl SsoClient {
         }
         Ok(raw)
     }
+}
+
+/// Largest SSO response body we read (tokens, metadata, JWKS are a few KiB).
+pub(crate) const MAX_BODY: usize = 256 * 1024;
+
+/// Reads a response body as UTF-8 text, refusing more than [`MAX_BODY`] bytes so a
+/// misbehaving upstream cannot make us buffer without bound.
+pub(crate) async fn read_capped(mut resp: reqwest::Response) -> Result<String, String> {
+    if resp
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY as u64)
+    {
+        return Err("response body too large".into());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err("response body too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "response body is not utf-8".into())
 }
 
 /// Maps a non-2xx answer to an error. Dead grants are recognised by the body's `error`

@@ -29,6 +29,10 @@ pub const ACCEPTED_ISSUERS: [&str; 2] = ["login.eveonline.com", "https://login.e
 pub const EVE_AUDIENCE: &str = "EVE Online";
 /// The only accepted `sub` prefix.
 pub const SUBJECT_PREFIX: &str = "CHARACTER:EVE:";
+/// EVE access tokens are ~1–2 KiB; anything far larger is not one.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// More keys than this in a JWKS is not EVE's key set; extra keys are ignored.
+const MAX_JWKS_KEYS: usize = 32;
 
 /// Validator settings.
 #[derive(Clone, Debug)]
@@ -244,6 +248,9 @@ impl JwtValidator {
     ) -> Result<VerifiedCharacter, JwtError> {
         // Pin the algorithm from our own reading of the header, before any library
         // parsing: `none`, `HS256` and anything else stop here, named in the error.
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(JwtError::Malformed);
+        }
         let alg = peek_alg(token)?;
         if alg != "RS256" {
             return Err(JwtError::Algorithm(alg.chars().take(16).collect()));
@@ -393,7 +400,7 @@ impl JwtValidator {
             if !resp.status().is_success() {
                 return Err(format!("status {}", resp.status()));
             }
-            resp.text().await.map_err(|e| e.without_url().to_string())
+            crate::client::read_capped(resp).await
         }
         .await
         .map_err(JwtError::Jwks)?;
@@ -434,7 +441,7 @@ fn parse_jwks(body: &str) -> Result<HashMap<String, Arc<DecodingKey>>, JwtError>
     }
     let doc: Doc = serde_json::from_str(body).map_err(|e| JwtError::Jwks(format!("jwks: {e}")))?;
     let mut keys = HashMap::new();
-    for value in doc.keys {
+    for value in doc.keys.into_iter().take(MAX_JWKS_KEYS) {
         let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
             continue;
         };

@@ -166,6 +166,16 @@ async fn attack_table_every_case_rejected() {
             JwtError::MissingKid,
         ),
         ("not a jwt", "not.a.jwt".into(), JwtError::Malformed),
+        (
+            "oversized token",
+            sign(with(good.clone(), "pad", json!("x".repeat(20_000)))),
+            JwtError::Malformed,
+        ),
+        (
+            "four segments",
+            format!("{valid}.extra"),
+            JwtError::Malformed,
+        ),
         ("two segments", "abc.def".into(), JwtError::Malformed),
         (
             "iss typo logineveonline.com",
