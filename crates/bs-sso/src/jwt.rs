@@ -76,6 +76,34 @@ pub struct VerifiedCharacter {
     pub expires_at: DateTime<Utc>,
 }
 
+/// How a freshly validated token relates to the character stored for a grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityCheck {
+    /// Same character, same owner: store the rotated refresh token and carry on.
+    Same,
+    /// Same character, new owner hash: the character was sold or transferred. Detach it,
+    /// drop its tokens, end the sessions that came through it, audit.
+    OwnerChanged,
+    /// The token is for another character entirely (a mixed-up or hostile grant).
+    OtherCharacter,
+}
+
+/// Compares a validated token with the `(character_id, owner_hash)` stored for the grant
+/// (at login of a known character, at link, and after every refresh).
+pub fn check_identity(
+    stored_character_id: i64,
+    stored_owner_hash: &str,
+    verified: &VerifiedCharacter,
+) -> IdentityCheck {
+    if verified.character_id != stored_character_id {
+        IdentityCheck::OtherCharacter
+    } else if verified.owner_hash != stored_owner_hash {
+        IdentityCheck::OwnerChanged
+    } else {
+        IdentityCheck::Same
+    }
+}
+
 /// Why a token was rejected. Messages never contain the token.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JwtError {
@@ -246,11 +274,11 @@ impl JwtValidator {
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<VerifiedCharacter, JwtError> {
-        // Pin the algorithm from our own reading of the header, before any library
-        // parsing: `none`, `HS256` and anything else stop here, named in the error.
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtError::Malformed);
         }
+        // Pin the algorithm from our own reading of the header, before any library
+        // parsing: `none`, `HS256` and anything else stop here, named in the error.
         let alg = peek_alg(token)?;
         if alg != "RS256" {
             return Err(JwtError::Algorithm(alg.chars().take(16).collect()));

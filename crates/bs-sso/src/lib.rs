@@ -39,7 +39,10 @@ pub use cipher::{CipherError, KeyId, TokenCipher, token_aad};
 pub use client::{AuthorizeRequest, SsoClient, SsoError, TokenResponse};
 pub use config::{SsoConfig, SsoEndpoints};
 pub use csrf::CsrfKey;
-pub use jwt::{JwtError, JwtValidator, ValidatorConfig, VerifiedCharacter, parse_subject};
+pub use jwt::{
+    IdentityCheck, JwtError, JwtValidator, ValidatorConfig, VerifiedCharacter, check_identity,
+    parse_subject,
+};
 pub use random::RandomError;
 pub use redirect::safe_return_to;
 pub use secret::Secret;

@@ -315,7 +315,19 @@ async fn owner_change_shows_in_the_next_refreshed_token() {
         .unwrap();
     assert_eq!(after.character_id, before.character_id);
     assert_eq!(after.owner_hash, "new-owner-hash");
-    assert_ne!(after.owner_hash, before.owner_hash);
+    use bs_sso::{IdentityCheck, check_identity};
+    assert_eq!(
+        check_identity(ALICE, &before.owner_hash, &before),
+        IdentityCheck::Same
+    );
+    assert_eq!(
+        check_identity(ALICE, &before.owner_hash, &after),
+        IdentityCheck::OwnerChanged
+    );
+    assert_eq!(
+        check_identity(BOB, &before.owner_hash, &after),
+        IdentityCheck::OtherCharacter
+    );
 }
 
 #[tokio::test]
