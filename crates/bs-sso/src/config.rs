@@ -52,6 +52,11 @@ pub struct SsoConfig {
 }
 
 impl SsoConfig {
+    /// Reads the `BATTLESCOPE_*` settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
     /// Reads the `BATTLESCOPE_*` settings through `lookup` (pass `|k| std::env::var(k).ok()`
     /// in a binary; tests pass a map), so this stays a pure function.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {

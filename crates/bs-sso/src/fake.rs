@@ -185,6 +185,8 @@ struct Shared {
     inner: Mutex<Inner>,
     jwks_fetches: AtomicU64,
     token_requests: AtomicU64,
+    /// Token requests still to answer with a 503 (an SSO outage).
+    fail_token_requests: AtomicU64,
 }
 
 /// A running fake SSO; stops when dropped.
@@ -237,6 +239,7 @@ impl FakeSso {
             }),
             jwks_fetches: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
+            fail_token_requests: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/.well-known/oauth-authorization-server", get(metadata))
@@ -306,12 +309,7 @@ impl FakeSso {
     pub fn sell_character(&self, character_id: i64) -> Result<String, FakeError> {
         let owner = new_owner_hash()?;
         self.set_owner(character_id, &owner)?;
-        let mut inner = self.shared.inner.lock();
-        for grant in inner.grants.values_mut() {
-            if grant.character_id == character_id {
-                grant.active = false;
-            }
-        }
+        self.revoke_character_grants(character_id);
         Ok(owner)
     }
 
@@ -386,6 +384,21 @@ impl FakeSso {
             .grants
             .get(refresh_token)
             .is_some_and(|g| g.active)
+    }
+
+    /// The next `n` token requests fail with 503 (grants are untouched).
+    pub fn fail_next_token_requests(&self, n: u64) {
+        self.shared.fail_token_requests.store(n, Ordering::SeqCst);
+    }
+
+    /// Kills every grant of a character, as when the player revokes the application on
+    /// EVE's site; the owner hash stays.
+    pub fn revoke_character_grants(&self, character_id: i64) {
+        for grant in self.shared.inner.lock().grants.values_mut() {
+            if grant.character_id == character_id {
+                grant.active = false;
+            }
+        }
     }
 
     /// Active grants (refresh tokens) for a character.
@@ -634,6 +647,18 @@ fn token_response(
 
 async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
     s.token_requests.fetch_add(1, Ordering::SeqCst);
+    let outage = s
+        .fail_token_requests
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if outage {
+        // What EVE answers during downtime: a 503 whose body is not an OAuth error.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": "tranquility unavailable"})),
+        )
+            .into_response();
+    }
     let Some(form) = parse_form(&headers, &body) else {
         return oauth_error(
             StatusCode::BAD_REQUEST,

@@ -51,6 +51,11 @@ pub struct ValidatorConfig {
 }
 
 impl ValidatorConfig {
+    /// Settings for tokens issued to `config.client_id`, keys from `endpoints.jwks`.
+    pub fn for_sso(config: &crate::SsoConfig, endpoints: &crate::SsoEndpoints) -> Self {
+        Self::new(config.client_id.clone(), endpoints.jwks.clone())
+    }
+
     pub fn new(client_id: impl Into<String>, jwks_url: Url) -> Self {
         Self {
             client_id: client_id.into(),

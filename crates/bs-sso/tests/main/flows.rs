@@ -476,3 +476,32 @@ async fn expired_code_is_invalid_grant() {
         "{late:?}"
     );
 }
+
+#[tokio::test]
+async fn sso_outage_is_transient_and_the_grant_survives() {
+    let w = World::new().await;
+    let client = w.client();
+    let tokens = login(&w, ALICE).await;
+    w.sso.fail_next_token_requests(2);
+    for _ in 0..2 {
+        let err = client.refresh(&tokens.refresh_token).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+    }
+    // After the outage the same refresh token still works.
+    let next = client.refresh(&tokens.refresh_token).await.unwrap();
+    assert_ne!(next.refresh_token, tokens.refresh_token);
+}
+
+#[tokio::test]
+async fn grants_revoked_at_eve_are_invalid_grant() {
+    let w = World::new().await;
+    let client = w.client();
+    let tokens = login(&w, BOB).await;
+    let owner = w.sso.owner_of(BOB);
+    w.sso.revoke_character_grants(BOB);
+    assert!(matches!(
+        client.refresh(&tokens.refresh_token).await,
+        Err(SsoError::InvalidGrant { .. })
+    ));
+    assert_eq!(w.sso.owner_of(BOB), owner);
+}

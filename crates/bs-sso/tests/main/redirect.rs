@@ -87,10 +87,52 @@ proptest! {
         }
     }
 
+    /// Strings built from the pieces open-redirect payloads are made of.
+    #[test]
+    fn prop_adversarial_pieces_never_escape(pieces in proptest::collection::vec(prop_oneof![
+        Just("/"), Just("\\"), Just("%2f"), Just("%2F"), Just("%5c"), Just("%5C"), Just("%25"),
+        Just("%252f"), Just("."), Just(".."), Just("%2e"), Just("evil.com"), Just("\t"), Just("%09"),
+        Just("@"), Just(":"), Just("?"), Just("#"), Just("a"), Just("https:"), Just("%0a"), Just(" "),
+    ], 1..10)) {
+        let input: String = pieces.concat();
+        if let Some(out) = safe_return_to(&input) {
+            let base = Url::parse("https://battlescope.example/").unwrap();
+            let joined = base.join(&out).unwrap();
+            prop_assert_eq!(joined.origin(), base.origin());
+            prop_assert!(!out.starts_with("//") && !out.contains('\\'));
+            // Decoding the output any number of times never yields a network-path reference.
+            let mut layer = out.clone();
+            for _ in 0..5 {
+                prop_assert!(!layer.starts_with("//") && !layer.starts_with("/\\"), "{} -> {}", input, layer);
+                layer = percent_decode(&layer);
+            }
+        }
+    }
+
     /// Plain application paths are never refused.
     #[test]
     fn prop_plain_paths_are_accepted(segs in proptest::collection::vec("[a-z0-9_-]{1,12}", 0..6)) {
         let path = format!("/{}", segs.join("/"));
         prop_assert_eq!(safe_return_to(&path), Some(path.clone()));
     }
+}
+
+/// One round of percent-decoding, independent of the implementation under test.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
