@@ -253,6 +253,12 @@ impl JwtValidator {
         source: KeySource,
         keys: HashMap<String, Arc<DecodingKey>>,
     ) -> Self {
+        // jsonwebtoken panics at the first decode if feature unification across the
+        // workspace enables both crypto backends (or neither); installing ours explicitly
+        // makes that a non-event. `Err` means one is installed already, which is fine.
+        if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
+            let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        }
         Self {
             config,
             source,
