@@ -189,7 +189,9 @@ struct Shared {
     fail_token_requests: AtomicU64,
 }
 
-/// A running fake SSO; stops when dropped.
+/// A running fake SSO. Dropping it stops accepting connections; keep-alive connections
+/// already open may be served until their client drops them (use a fresh HTTP client to
+/// observe "SSO is down").
 pub struct FakeSso {
     addr: SocketAddr,
     shared: Arc<Shared>,

@@ -6,6 +6,8 @@ use std::fmt;
 ///
 /// `Debug` prints `Secret([REDACTED])`; there is deliberately no `Display` and no
 /// `Serialize`, so a secret can only leave through an explicit [`Secret::expose`].
+/// `PartialEq` is a plain comparison (for tests and bookkeeping such as "did the refresh
+/// token rotate"); never use it to authenticate anything.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret<T>(T);
 

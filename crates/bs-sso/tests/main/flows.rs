@@ -141,6 +141,11 @@ async fn login_code_flow_end_to_end() {
     assert_eq!(Some(who.owner_hash), w.sso.owner_of(ALICE));
     assert!(who.scopes.contains("esi-killmails.read_killmails.v1"));
     assert!(w.sso.is_grant_active(tokens.refresh_token.expose()));
+    // Debug output of the token response (what ends up in logs) carries no token.
+    let debug = format!("{tokens:?}");
+    assert!(!debug.contains(tokens.refresh_token.expose().as_str()));
+    assert!(!debug.contains(tokens.access_token.expose().as_str()));
+    assert!(debug.contains("[REDACTED]"));
 
     // The same state cannot be used twice.
     assert_eq!(
