@@ -290,6 +290,14 @@ pub struct IngestionConfig {
     pub redisq_url: String,
     /// Requests per second to R2Z2 (its documented limit is 20/s per IP).
     pub r2z2_requests_per_second: u32,
+    /// Wait after a 404 at the R2Z2 head before asking again (zKillboard: 6 s).
+    pub r2z2_head_wait: String,
+    /// Wait after a 429; 5xx/HTML errors back off exponentially from a tenth of it.
+    pub r2z2_backoff: String,
+    /// Backfill jobs running at once.
+    pub backfill_concurrency: u32,
+    /// The RedisQ queue id (empty: derived from `contact`).
+    pub redisq_queue_id: String,
 }
 
 impl Default for IngestionConfig {
@@ -301,6 +309,10 @@ impl Default for IngestionConfig {
             everef_url: "https://data.everef.net".into(),
             redisq_url: String::new(),
             r2z2_requests_per_second: 8,
+            r2z2_head_wait: "6s".into(),
+            r2z2_backoff: "10s".into(),
+            backfill_concurrency: 1,
+            redisq_queue_id: String::new(),
         }
     }
 }
