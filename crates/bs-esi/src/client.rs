@@ -6,12 +6,14 @@
 //! `max_wait`), send, record headers into the budget, then decide: return, retry with
 //! jittered backoff (safe requests and retryable statuses only) or fail.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -68,7 +70,12 @@ struct Inner {
     budget_changed: Notify,
     cache: Mutex<ResponseCache>,
     permits: Semaphore,
+    /// Identical GETs in flight share one request (and one result, errors included),
+    /// so a burst of lookups for one corporation costs one call, not N.
+    in_flight: Mutex<HashMap<String, SharedResult>>,
 }
+
+type SharedResult = Shared<BoxFuture<'static, Result<Bytes, EsiError>>>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Method {
@@ -112,6 +119,7 @@ impl EsiClient {
                 budget_changed: Notify::new(),
                 cache: Mutex::new(ResponseCache::new(config.cache_capacity)),
                 permits: Semaphore::new(config.max_concurrency.max(1)),
+                in_flight: Mutex::new(HashMap::new()),
                 config,
             }),
         })
@@ -133,7 +141,7 @@ impl EsiClient {
         if killmail_id <= 0 || hash.is_empty() || !hash.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(EsiError::NotFound);
         }
-        self.execute(Request::get(
+        self.execute_shared(Request::get(
             "killmail",
             format!("/killmails/{killmail_id}/{hash}"),
         ))
@@ -205,7 +213,7 @@ impl EsiClient {
         endpoint: &'static str,
         path: String,
     ) -> Result<T, EsiError> {
-        decode(&self.execute(Request::get(endpoint, path)).await?)
+        decode(&self.execute_shared(Request::get(endpoint, path)).await?)
     }
 
     async fn bulk<T: DeserializeOwned>(
@@ -262,6 +270,39 @@ impl EsiClient {
         out
     }
 
+    /// [`Self::execute`], coalescing concurrent identical GETs.
+    async fn execute_shared(&self, req: Request) -> Result<Bytes, EsiError> {
+        if req.method != Method::Get {
+            return self.execute(req).await;
+        }
+        let key = req.path.clone();
+        let shared = {
+            let mut in_flight = self.inner.in_flight.lock();
+            if let Some(existing) = in_flight.get(&key) {
+                existing.clone()
+            } else {
+                let this = self.clone();
+                let done_key = key.clone();
+                // A task, so the request completes (and leaves the map) even when
+                // every caller gives up waiting.
+                let task = tokio::spawn(async move {
+                    let result = this.execute(req).await;
+                    this.inner.in_flight.lock().remove(&done_key);
+                    result
+                });
+                let fut = async move {
+                    task.await
+                        .unwrap_or_else(|e| Err(EsiError::Transport(format!("request task: {e}"))))
+                }
+                .boxed()
+                .shared();
+                in_flight.insert(key, fut.clone());
+                fut
+            }
+        };
+        shared.await
+    }
+
     async fn execute(&self, req: Request) -> Result<Bytes, EsiError> {
         let inner = &*self.inner;
         let wall = inner.config.clock.now_utc();
@@ -292,13 +333,16 @@ impl EsiClient {
         let retry = &inner.config.retry;
         let mut attempt = 0;
         loop {
-            let ticket = self.acquire(req.endpoint, deadline).await?;
+            let ticket = TicketGuard {
+                inner: &self.inner,
+                ticket: Some(self.acquire(req.endpoint, deadline).await?),
+            };
             let result = self.send(&req, cached.as_ref()).await;
             let seen = match &result {
                 Ok((status, headers, _)) => observe(Some(*status), headers),
                 Err(_) => Observed::default(),
             };
-            self.complete(ticket, &seen);
+            ticket.finish(&seen);
             let status_label = seen
                 .status
                 .map_or_else(|| "transport".to_owned(), |s| s.to_string());
@@ -447,19 +491,44 @@ impl EsiClient {
             }
         }
     }
+}
 
-    fn complete(&self, ticket: Ticket, seen: &Observed) {
-        let now = Instant::now();
-        let remain = {
-            let mut budget = self.inner.budget.lock();
-            budget.complete(ticket, seen, now);
-            budget.error_remain(now)
-        };
-        if let Some(remain) = remain {
-            metrics::gauge!(metric::ERROR_LIMIT_REMAINING).set(f64::from(remain));
+/// Hands a ticket back to the budget exactly once, also when the caller's future is
+/// dropped mid-request (a timeout around a call): otherwise its reservation and
+/// in-flight error risk would leak and slowly close the gates.
+struct TicketGuard<'a> {
+    inner: &'a Inner,
+    ticket: Option<Ticket>,
+}
+
+impl TicketGuard<'_> {
+    fn finish(mut self, seen: &Observed) {
+        if let Some(ticket) = self.ticket.take() {
+            complete(self.inner, ticket, seen);
         }
-        self.inner.budget_changed.notify_waiters();
     }
+}
+
+impl Drop for TicketGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            // Unknown outcome: recorded like a lost response (the pessimistic side).
+            complete(self.inner, ticket, &Observed::default());
+        }
+    }
+}
+
+fn complete(inner: &Inner, ticket: Ticket, seen: &Observed) {
+    let now = Instant::now();
+    let remain = {
+        let mut budget = inner.budget.lock();
+        budget.complete(ticket, seen, now);
+        budget.error_remain(now)
+    };
+    if let Some(remain) = remain {
+        metrics::gauge!(metric::ERROR_LIMIT_REMAINING).set(f64::from(remain));
+    }
+    inner.budget_changed.notify_waiters();
 }
 
 impl Request {

@@ -519,3 +519,48 @@ async fn slow_responses_time_out_are_retried_and_then_recover() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(a.name, "Hell's Echo");
 }
+
+#[tokio::test]
+async fn concurrent_identical_lookups_share_one_request() {
+    let fake = fake().await;
+    let esi = client(&fake);
+    fake.set_latency(Duration::from_millis(50));
+    let calls = (0..20).map(|_| esi.corporation(98_045_696)); // "Pandorum Inc."
+    let results = futures::future::join_all(calls).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|c| c.name == "Pandorum Inc."))
+    );
+    // Errors are shared too: 20 asks for a missing alliance cost one error, not 20.
+    let misses = (0..20).map(|_| esi.alliance(1));
+    let results = futures::future::join_all(misses).await;
+    assert!(results.iter().all(|r| *r == Err(EsiError::NotFound)));
+    let stats = fake.stats();
+    assert_eq!(stats.requests("corporation"), 1);
+    assert_eq!(stats.requests("alliance"), 1);
+}
+
+#[tokio::test]
+async fn abandoned_calls_do_not_leak_budget_or_concurrency() {
+    let fake = fake().await;
+    let esi = EsiClient::new(EsiConfig {
+        max_concurrency: 2,
+        ..test_config(fake.url())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    fake.set_latency(Duration::from_millis(300));
+    // Callers that give up early (a timeout around the call) on GETs and bulk POSTs.
+    for id in [99_000_006_i64, 99_000_008, 99_000_026, 99_000_036] {
+        let _ = tokio::time::timeout(Duration::from_millis(20), esi.alliance(id)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(20), esi.names(&[id])).await;
+    }
+    fake.set_latency(Duration::ZERO);
+    // With only two permits, a leak would make these wait until max_wait and fail.
+    for id in [98_309_716_i64, 98_340_314, 98_045_696] {
+        let c = esi.corporation(id).await;
+        assert!(c.is_ok(), "{c:?}");
+    }
+    let names = esi.names(&[3_019_582]).await;
+    assert_eq!(names.found.len(), 1, "{:?}", names.error);
+}

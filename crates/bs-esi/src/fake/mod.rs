@@ -250,7 +250,7 @@ impl FakeEsi {
         self.shared.state.lock().stats.clone()
     }
 
-    /// Stops the server and waits for it to finish.
+    /// Stops the server now (the same as dropping the handle).
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
