@@ -215,7 +215,11 @@ impl PruneReport {
 }
 
 fn db_err(e: sqlx::Error) -> BusError {
-    BusError::Backend(format!("embedded bus sqlite: {e}"))
+    match e {
+        // `close()` was called: report it as such rather than as a backend failure.
+        sqlx::Error::PoolClosed => BusError::Closed,
+        e => BusError::Backend(format!("embedded bus sqlite: {e}")),
+    }
 }
 
 fn now_ms() -> i64 {

@@ -23,9 +23,9 @@
 //! rebalance in progress) are informational — it reconnects by itself — so
 //! `poll` logs them and keeps waiting until its timeout.
 //!
-//! Tansu quirks (see `docs` notes): a new group member takes ~4–5 s to join, and
-//! `ListOffsets(latest)` is wrong for multi-record batches, so nothing here relies
-//! on it.
+//! Tansu quirks (measured, see the rust-stack notes §4): a new group member
+//! takes ~4–5 s to join, and `ListOffsets(latest)` is wrong for multi-record
+//! batches, so nothing here relies on it (new groups use `earliest`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +141,17 @@ impl KafkaBus {
 
     pub fn config(&self) -> &KafkaConfig {
         &self.config
+    }
+
+    /// Waits for anything still queued in the producer (only records of a
+    /// cancelled `publish` can be). Dropping the bus purges them instead; either
+    /// way no `publish` that returned `Ok` is affected.
+    pub async fn flush(&self, timeout: Duration) -> BusResult<()> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
+            .await
+            .map_err(|e| BusError::Backend(format!("kafka flush task: {e}")))?
+            .map_err(|e| kafka_err("flush", &e))
     }
 
     /// Waits until the broker's metadata lists `topic` with partitions, so a
