@@ -111,7 +111,7 @@ fn main() {
     let mut c = Clusterer::new(settings.clone(), graph.clone());
     let mut lat: Vec<f64> = Vec::with_capacity(kills.len());
     let mut events = 0usize;
-    let mut last_tick = i64::MIN;
+    let mut last_tick = 0i64;
     let start = Instant::now();
     for k in &kills {
         let t = Instant::now();
@@ -135,6 +135,36 @@ fn main() {
         pct(&lat, 0.99),
         lat.last().copied().unwrap_or(0.0),
         c.stats()
+    );
+
+    // 1b. The same, with hourly eviction of settled battles (72 h lateness allowed).
+    let mut e = Clusterer::new(settings.clone(), graph.clone());
+    let mut last_evict = 0i64;
+    let mut last_tick_e = 0i64;
+    let mut evicted = 0usize;
+    let mut peak = 0usize;
+    let start = Instant::now();
+    for k in &kills {
+        let _ = e.insert(k);
+        if k.time_ms - last_tick_e >= 60_000 {
+            let _ = e.tick(k.time_ms);
+            last_tick_e = k.time_ms;
+        }
+        if k.time_ms - last_evict >= 3_600_000 {
+            evicted += e.evict_settled(72 * 3_600_000).len();
+            last_evict = k.time_ms;
+        }
+        peak = peak.max(e.len());
+    }
+    let secs_e = start.elapsed().as_secs_f64();
+    println!(
+        "one-by-one with hourly eviction: {:.3}s = {:.0} killmails/s; {} battles evicted, {} live; {} kills held at the end (peak {})",
+        secs_e,
+        kills.len() as f64 / secs_e,
+        evicted,
+        e.battles().len(),
+        e.len(),
+        peak
     );
 
     // 2. One batch.

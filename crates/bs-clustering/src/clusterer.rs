@@ -126,6 +126,16 @@ pub struct ClusterStats {
     pub accepted: u64,
     pub duplicates: u64,
     pub ignored_npc: u64,
+    /// Kills older than the eviction horizon: they can no longer be placed consistently and
+    /// need a rebuild of their window (see [`Clusterer::evict_settled`]).
+    pub too_late: u64,
+}
+
+/// A battle dropped from memory by [`Clusterer::evict_settled`]: final, no kill can change it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvictedBattle {
+    pub battle: BattleSummary,
+    pub killmail_ids: Vec<u64>,
 }
 
 /// What the clusterer keeps per kill: enough to recluster without the full killmail.
@@ -180,7 +190,10 @@ pub struct Clusterer<G: SystemGraph> {
     graph: G,
     nodes: Vec<Node>,
     by_id: HashMap<u64, u32>,
-    ignored: HashSet<u64>,
+    /// NPC-only kills seen (id -> kill time), for duplicate detection and pruning.
+    ignored: HashMap<u64, TimeMs>,
+    /// Kills before this time were evicted; older arrivals are rejected as too late.
+    evicted_before: TimeMs,
     systems: HashMap<u32, SystemIndex>,
     comps: HashMap<u32, Comp>,
     battles: HashMap<BattleId, BattleMeta>,
@@ -222,7 +235,8 @@ impl<G: SystemGraph> Clusterer<G> {
             graph,
             nodes: Vec::new(),
             by_id: HashMap::new(),
-            ignored: HashSet::new(),
+            ignored: HashMap::new(),
+            evicted_before: TimeMs::MIN,
             systems: HashMap::new(),
             comps: HashMap::new(),
             battles: HashMap::new(),
@@ -375,6 +389,7 @@ impl<G: SystemGraph> Clusterer<G> {
         fresh.now = self.now;
         fresh.stats = self.stats;
         fresh.ignored = std::mem::take(&mut self.ignored);
+        fresh.evicted_before = self.evicted_before;
         let mut order: Vec<u32> = (0..self.nodes.len() as u32).collect();
         order.sort_by_key(|&i| self.nodes[i as usize].key);
         for &i in &order {
@@ -486,16 +501,150 @@ impl<G: SystemGraph> Clusterer<G> {
         events
     }
 
+    /// Drops every battle and kill that no kill arriving at most `max_lateness_ms` after its kill
+    /// time can still change, and returns the dropped battles (final: persist them).
+    ///
+    /// A new kill at time `t ≥ now − max_lateness` only reaches kills within
+    /// `density_window + link_gap + border_gap` of `t`, so components whose last kill is older
+    /// than `now − max_lateness − 2·density_window − link_gap − border_gap` are settled. Stored
+    /// density counters of the remaining kills keep counting the dropped ones, so membership stays
+    /// exactly as without eviction. Later arrivals older than the horizon are counted as
+    /// `too_late` instead of being clustered inconsistently.
+    pub fn evict_settled(&mut self, max_lateness_ms: TimeMs) -> Vec<EvictedBattle> {
+        let s = &self.settings;
+        let reach = 2 * s.density_window_ms + s.link_gap_ms + s.border_gap_ms;
+        if self.now == TimeMs::MIN {
+            return Vec::new();
+        }
+        let horizon = self
+            .now
+            .saturating_sub(max_lateness_ms.saturating_add(reach));
+        if horizon <= self.evicted_before {
+            return Vec::new();
+        }
+        let n = self.nodes.len();
+        let mut keep = vec![true; n];
+        let mut evicted = Vec::new();
+        for comp in self.comps.values() {
+            let members = self.comp_members(&comp.cores);
+            let last = members
+                .iter()
+                .map(|&i| self.nodes[i as usize].key.0)
+                .max()
+                .unwrap_or(TimeMs::MIN);
+            if last >= horizon {
+                continue;
+            }
+            for &m in &members {
+                keep[m as usize] = false;
+            }
+            if let Some(id) = comp.battle
+                && let Some(meta) = self.battles.get(&id)
+            {
+                let mut ids: Vec<(TimeMs, u64)> = members
+                    .iter()
+                    .map(|&i| self.nodes[i as usize].key)
+                    .collect();
+                ids.sort_unstable();
+                let mut battle = meta.summary.clone();
+                battle.ended = true;
+                evicted.push(EvictedBattle {
+                    battle,
+                    killmail_ids: ids.into_iter().map(|k| k.1).collect(),
+                });
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.core && node.border_of.is_none() && node.key.0 < horizon {
+                keep[i] = false;
+            }
+        }
+        // Compact the node arena and remap every index.
+        let mut remap = vec![u32::MAX; n];
+        let old = std::mem::take(&mut self.nodes);
+        for (i, node) in old.into_iter().enumerate() {
+            if keep[i] {
+                remap[i] = self.nodes.len() as u32;
+                self.nodes.push(node);
+            }
+        }
+        for node in &mut self.nodes {
+            node.parent = remap[node.parent as usize];
+            node.border_of = node.border_of.map(|b| remap[b as usize]);
+            for b in &mut node.borders {
+                *b = remap[*b as usize];
+            }
+        }
+        for sys in self.systems.values_mut() {
+            sys.kills.retain(|_, i| keep[*i as usize]);
+            sys.cores.retain(|_, i| keep[*i as usize]);
+            for i in sys.kills.values_mut().chain(sys.cores.values_mut()) {
+                *i = remap[*i as usize];
+            }
+        }
+        self.systems.retain(|_, sys| !sys.kills.is_empty());
+        let comps = std::mem::take(&mut self.comps);
+        self.comps = comps
+            .into_iter()
+            .filter(|(root, _)| keep[*root as usize])
+            .map(|(root, mut c)| {
+                for x in &mut c.cores {
+                    *x = remap[*x as usize];
+                }
+                (remap[root as usize], c)
+            })
+            .collect();
+        for e in &evicted {
+            self.battles.remove(&e.battle.id);
+        }
+        for meta in self.battles.values_mut() {
+            meta.anchor = remap[meta.anchor as usize];
+        }
+        self.by_id = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (node.key.1, i as u32))
+            .collect();
+        self.ignored.retain(|_, t| *t >= horizon);
+        let live: Vec<BattleId> = self
+            .aliases
+            .keys()
+            .copied()
+            .filter(|&a| self.resolve(a).is_some())
+            .collect();
+        self.aliases.retain(|a, _| live.contains(a));
+        self.evicted_before = horizon;
+        evicted.sort_by_key(|e| (e.battle.start_ms, e.battle.id));
+        evicted
+    }
+
+    /// The number of kills held in memory.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when no kill is held.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
     // ----- internals -----
 
     fn insert_one(&mut self, kill: &ClusterKill) {
-        if self.by_id.contains_key(&kill.killmail_id) || self.ignored.contains(&kill.killmail_id) {
+        if self.by_id.contains_key(&kill.killmail_id)
+            || self.ignored.contains_key(&kill.killmail_id)
+        {
             self.stats.duplicates += 1;
+            return;
+        }
+        if kill.time_ms < self.evicted_before {
+            self.stats.too_late += 1;
             return;
         }
         if !self.settings.include_npc_kills && !kill.has_player_attacker() {
             self.stats.ignored_npc += 1;
-            self.ignored.insert(kill.killmail_id);
+            self.ignored.insert(kill.killmail_id, kill.time_ms);
             return;
         }
         self.stats.accepted += 1;

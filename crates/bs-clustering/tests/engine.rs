@@ -294,3 +294,29 @@ fn security_types_follow_the_games_rounding() {
     assert_eq!(S::classify(31000368, Some(11000004), -0.99), S::Wormhole);
     assert_eq!(S::classify(30000157, Some(10000070), -1.0), S::Pochven);
 }
+
+#[test]
+fn settled_battles_are_evicted_and_older_arrivals_are_too_late() {
+    let mut c = clusterer();
+    let day = 24 * 60;
+    let _ = c.insert_batch(burst(1, 0.0, 6, 30).iter());
+    let _ = c.insert_batch(burst(100, 5.0 * day as f64, 6, 30).iter());
+    let _ = c.tick(T0 + 5 * day * MIN + 10 * MIN);
+    let evicted = c.evict_settled(72 * 60 * MIN);
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0].battle.id, BattleId(1));
+    assert!(evicted[0].battle.ended);
+    assert_eq!(evicted[0].killmail_ids, (1..7).collect::<Vec<_>>());
+    assert_eq!(c.len(), 6, "only the recent battle stays in memory");
+    assert_eq!(c.battle(BattleId(1)), None);
+    // A kill of the evicted window is too late; the live battle keeps working.
+    assert!(c.insert(&kill(7, 3.0, 30, &[1, 2, 3], 9)).is_empty());
+    assert_eq!(c.stats().too_late, 1);
+    let ev = c.insert(&kill(200, 5.0 * day as f64 + 3.5, 30, &[1, 2, 3], 9));
+    assert!(
+        matches!(&ev[..], [BattleEvent::Updated { battle, added, .. }] if battle.id == BattleId(100) && added == &vec![200])
+    );
+    assert_eq!(c.killmail_ids(BattleId(100)).len(), 7);
+    // Nothing more to evict.
+    assert!(c.evict_settled(72 * 60 * MIN).is_empty());
+}

@@ -158,6 +158,7 @@ proptest! {
     fn late_kills_up_to_72h(
         delays in prop::collection::vec(prop_oneof![3 => Just(0i64), 1 => 0i64..=72 * 60], kills().len()),
         dup_every in 5usize..50,
+        evict in any::<bool>(),
     ) {
         let all = kills();
         let mut arrivals: Vec<(i64, usize)> = all
@@ -169,14 +170,36 @@ proptest! {
         arrivals.sort();
         let mut c = Clusterer::new(ClusterSettings::default(), graph());
         let mut replay = Replay::default();
+        let mut evicted: Vec<Vec<u64>> = Vec::new();
         for (n, &(at, i)) in arrivals.iter().enumerate() {
             replay.apply(&c.insert(&all[i]));
             if n % dup_every == 0 {
                 replay.apply(&c.insert(&all[i]));
             }
             replay.apply(&c.tick(at));
+            if evict && n % 97 == 0 {
+                for e in c.evict_settled(72 * 3_600_000) {
+                    let mut ids = e.killmail_ids;
+                    ids.sort_unstable();
+                    prop_assert_eq!(
+                        replay.battles.remove(&e.battle.id).map(|s| s.into_iter().collect::<Vec<_>>()),
+                        Some(ids.clone())
+                    );
+                    evicted.push(ids);
+                }
+            }
         }
-        check_run(&c, &replay);
+        prop_assert_eq!(c.stats().too_late, 0, "nothing is later than 72 h");
+        if evicted.is_empty() {
+            check_run(&c, &replay);
+        } else {
+            // Evicted battles plus the live ones are exactly the reference partition.
+            let mut all_parts = c.partition();
+            all_parts.extend(evicted);
+            all_parts.sort();
+            prop_assert_eq!(&all_parts, reference());
+            prop_assert_eq!(replay.partition(), c.partition());
+        }
         prop_assert!(c.stats().duplicates > 0);
     }
 }
