@@ -6,6 +6,7 @@
 //! per-key order holds on the bus). Consumers decode with [`Envelope::decode`],
 //! which checks the topic and refuses versions newer than they understand.
 
+pub mod battle;
 pub mod enriched;
 pub mod killmail;
 
@@ -14,6 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use battle::{
+    BattleCreated, BattleEnded, BattleMerged, BattleSideSnapshot, BattleSnapshot, BattleStatus,
+    BattleUpdated,
+};
 pub use enriched::{
     Affiliation, EnrichedAttacker, EnrichedShip, EnrichedSystem, EnrichedVictim, IskValue,
     KillmailEnriched, ZkbFlags,
