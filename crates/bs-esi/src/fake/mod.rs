@@ -84,7 +84,7 @@ pub struct FakeStats {
     pub rate_limited: u64,
     /// 420s the error window produced.
     pub error_limited: u64,
-    /// Requests without `User-Agent` or `X-Compatibility-Date`.
+    /// Requests without `User-Agent` or without a valid, non-future `X-Compatibility-Date`.
     pub missing_headers: u64,
     /// The lowest error budget left in any window.
     pub min_error_remain: u32,
@@ -399,9 +399,15 @@ async fn handle(
     }
 
     let now = Instant::now();
-    let missing = ["user-agent", "x-compatibility-date"]
-        .iter()
-        .any(|h| headers.get(*h).is_none_or(|v| v.is_empty()));
+    let has_agent = headers.get("user-agent").is_some_and(|v| !v.is_empty());
+    // ESI rejects dates in the future (and below its minimum); an absent date would
+    // silently get the oldest behaviour, which a test must notice.
+    let date_ok = headers
+        .get("x-compatibility-date")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+        .is_some_and(|d| d <= Utc::now().date_naive());
+    let missing = !has_agent || !date_ok;
 
     // Limits and faults first, under one lock; then the route (pure lookups).
     let pre = {
@@ -412,7 +418,7 @@ async fn handle(
             s.stats.missing_headers += 1;
             Some(Reply::error(
                 400,
-                "User-Agent and X-Compatibility-Date are required",
+                "a User-Agent and a valid X-Compatibility-Date are required",
             ))
         } else if s.errors_in_window >= s.settings.error_limit {
             s.stats.error_limited += 1;
