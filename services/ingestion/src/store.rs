@@ -1,0 +1,860 @@
+//! The ingestion store: killmails, rejects, cursors, gaps, rulesets and
+//! backfill jobs, on SQLite or PostgreSQL with one SQL text.
+//!
+//! Everything a source learns from one step is written by [`IngestionStore::apply`]
+//! in **one transaction**: the new killmails (deduplicated by the primary key
+//! with `INSERT … ON CONFLICT DO NOTHING RETURNING`, so only rows really
+//! inserted produce events), their `killmail.ingested` outbox rows, updates of
+//! re-published killmails, rejects, gaps, counters and the source cursor. A
+//! crash before commit loses the whole step, which the source then repeats; a
+//! crash after commit leaves a cursor that matches the rows.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use bs_domain::{Killmail, KillmailSource, Zkb};
+use bs_events::{Envelope, KillmailIngested};
+use bs_store::{Database, StoreError, StoreResult, dynamic_sql, from_millis, to_millis};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use crate::domain::Ruleset;
+
+/// A validated killmail ready to store.
+#[derive(Clone, Debug)]
+pub struct NewKillmail {
+    pub killmail: Killmail,
+    pub hash: String,
+    pub zkb: Option<Zkb>,
+    pub source: KillmailSource,
+    /// The canonical ESI JSON (what `raw_data` holds).
+    pub raw_data: String,
+    pub zkb_json: Option<String>,
+    /// Detects re-published content that really changed.
+    pub content_hash: String,
+    pub r2z2_sequence: Option<i64>,
+    pub backfill_job_id: Option<String>,
+}
+
+/// A rejected document.
+#[derive(Clone, Debug)]
+pub struct RejectRecord {
+    /// Stable per (input, reason): a re-import adds no row.
+    pub fingerprint: String,
+    pub killmail_id: Option<i64>,
+    pub reason: String,
+    pub detail: String,
+    pub source: String,
+    /// The input, truncated.
+    pub raw: String,
+}
+
+/// A skipped range of R2Z2 sequences.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GapRecord {
+    pub first_sequence: i64,
+    pub last_sequence: i64,
+    /// `missing` (a hole below a newer head) or `expired` (older than retention).
+    pub kind: String,
+    pub repair_job_id: Option<String>,
+}
+
+/// One source step.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub killmails: Vec<NewKillmail>,
+    pub rejects: Vec<RejectRecord>,
+    pub gaps: Vec<GapRecord>,
+    /// `(name, position)` stored with the rows.
+    pub cursor: Option<(String, i64)>,
+    /// Re-published upstream content replaces stored content when it changed (R2Z2, RedisQ).
+    pub upsert: bool,
+}
+
+/// What a step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub inserted: Vec<i64>,
+    pub updated: Vec<i64>,
+    pub duplicates: u64,
+    /// Same id, different hash: counted and rejected, never overwritten.
+    pub conflicts: u64,
+    pub rejects_new: u64,
+}
+
+/// A stored killmail.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredKillmail {
+    pub killmail_id: i64,
+    pub hash: String,
+    pub system_id: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub victim_alliance_id: Option<i64>,
+    pub attacker_alliance_ids: Vec<i64>,
+    pub isk_value: Option<f64>,
+    pub zkb_url: String,
+    pub source: String,
+    pub r2z2_sequence: Option<i64>,
+    pub processed_at: DateTime<Utc>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub killmail: serde_json::Value,
+    pub zkb: Option<serde_json::Value>,
+}
+
+/// Numbers for `/status` and `/stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StoreStats {
+    pub killmails_total: i64,
+    pub by_source: BTreeMap<String, i64>,
+    pub duplicates: i64,
+    pub updates: i64,
+    pub conflicts: i64,
+    pub rejects_by_reason: BTreeMap<String, i64>,
+    pub gaps: i64,
+    pub gap_sequences: i64,
+    pub outbox_pending: i64,
+}
+
+/// A backfill job row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub source: String,
+    pub from_day: NaiveDate,
+    pub to_day: NaiveDate,
+    /// `pending`, `running`, `completed`, `failed`, `cancelled`.
+    pub status: String,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub days_total: i64,
+    pub days_done: i64,
+    pub killmails_seen: i64,
+    pub killmails_new: i64,
+    pub error: Option<String>,
+}
+
+/// The store of the ingestion service.
+#[async_trait]
+pub trait IngestionStore: Send + Sync + 'static {
+    /// Writes one step atomically (see the module doc).
+    async fn apply(&self, batch: Batch, now: DateTime<Utc>) -> StoreResult<BatchOutcome>;
+    async fn cursor(&self, name: &str) -> StoreResult<Option<i64>>;
+    async fn killmail(&self, id: i64) -> StoreResult<Option<StoredKillmail>>;
+    /// Newest by kill time.
+    async fn recent(&self, limit: i64) -> StoreResult<Vec<StoredKillmail>>;
+    /// Ids already stored or rejected (so a repair does not refetch them).
+    async fn known_ids(&self, ids: &[i64]) -> StoreResult<HashSet<i64>>;
+    /// Stored killmails per UTC day of kill time, for `from..=to`.
+    async fn day_counts(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<BTreeMap<NaiveDate, i64>>;
+    async fn stats(&self) -> StoreResult<StoreStats>;
+    async fn gaps(&self, limit: i64) -> StoreResult<Vec<GapRecord>>;
+    async fn set_gap_repair(&self, first_sequence: i64, job_id: &str) -> StoreResult<()>;
+    async fn ruleset(&self) -> StoreResult<Ruleset>;
+    async fn put_ruleset(&self, ruleset: &Ruleset, now: DateTime<Utc>) -> StoreResult<Ruleset>;
+    async fn create_job(&self, job: &JobRecord) -> StoreResult<()>;
+    async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>>;
+    async fn jobs(&self, limit: i64) -> StoreResult<Vec<JobRecord>>;
+    /// Moves a job between states; returns false when it was not in `from`.
+    async fn transition_job(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Days of a job already finished.
+    async fn done_days(&self, job_id: &str) -> StoreResult<HashSet<NaiveDate>>;
+    /// Marks a day finished and adds its numbers to the job.
+    async fn finish_day(
+        &self,
+        job_id: &str,
+        day: NaiveDate,
+        seen: i64,
+        new: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+}
+
+/// The SQL implementation, for both backends.
+#[derive(Clone, Debug)]
+pub struct SqlIngestionStore {
+    db: Database,
+}
+
+const KM_COLUMNS: &str = "killmail_id, hash, system_id, occurred_at, victim_alliance_id, attacker_alliance_ids, isk_value, \
+     zkb_url, raw_data, zkb, source, r2z2_sequence, backfill_job_id, content_hash, fetched_at, processed_at, updated_at";
+const KM_PARAMS: usize = 17;
+/// Rows per multi-row INSERT (17 parameters each; SQLite allows 32766).
+const INSERT_CHUNK: usize = 500;
+const SELECT_COLUMNS: &str = "killmail_id, hash, system_id, occurred_at, victim_alliance_id, attacker_alliance_ids, isk_value, \
+     zkb_url, source, r2z2_sequence, processed_at, updated_at, raw_data, zkb";
+
+type KmRow = (
+    i64,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    Option<f64>,
+    String,
+    String,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    String,
+    Option<String>,
+);
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&(r * cols + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+fn attacker_alliances(km: &Killmail) -> Vec<i64> {
+    let mut ids: Vec<i64> = km.attackers.iter().filter_map(|a| a.alliance_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn other(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+impl SqlIngestionStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    async fn insert_killmails(
+        conn: &mut AnyConnection,
+        rows: &[&NewKillmail],
+        now_ms: i64,
+    ) -> StoreResult<HashSet<i64>> {
+        let mut inserted = HashSet::new();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "INSERT INTO killmail_events ({KM_COLUMNS}) VALUES {} ON CONFLICT (killmail_id) DO NOTHING RETURNING killmail_id",
+                placeholders(chunk.len(), KM_PARAMS)
+            );
+            let mut q = sqlx::query_as::<_, (i64,)>(dynamic_sql(sql));
+            for k in chunk {
+                let km = &k.killmail;
+                q = q
+                    .bind(km.killmail_id)
+                    .bind(k.hash.clone())
+                    .bind(km.solar_system_id)
+                    .bind(to_millis(km.killmail_time))
+                    .bind(km.victim.alliance_id)
+                    .bind(
+                        serde_json::to_string(&attacker_alliances(km))
+                            .unwrap_or_else(|_| "[]".into()),
+                    )
+                    .bind(k.zkb.as_ref().and_then(|z| z.total_value))
+                    .bind(km.zkillboard_url())
+                    .bind(k.raw_data.clone())
+                    .bind(k.zkb_json.clone())
+                    .bind(k.source.as_str())
+                    .bind(k.r2z2_sequence)
+                    .bind(k.backfill_job_id.clone())
+                    .bind(k.content_hash.clone())
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(None::<i64>);
+            }
+            for (id,) in q.fetch_all(&mut *conn).await? {
+                inserted.insert(id);
+            }
+        }
+        Ok(inserted)
+    }
+
+    async fn enqueue(conn: &mut AnyConnection, events: &[(Envelope, String)]) -> StoreResult<()> {
+        for chunk in events.chunks(1000) {
+            let sql = format!(
+                "INSERT INTO outbox (topic, event_key, payload, created_at) VALUES {}",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(dynamic_sql(sql));
+            for (env, payload) in chunk {
+                q = q
+                    .bind(env.event_type.clone())
+                    .bind(env.key.clone())
+                    .bind(payload.clone())
+                    .bind(env.time.timestamp_millis());
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_counter(conn: &mut AnyConnection, name: &str, by: i64) -> StoreResult<()> {
+        if by == 0 {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO ingest_counters (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = ingest_counters.value + excluded.value",
+        )
+        .bind(name)
+        .bind(by)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_rejects(
+        conn: &mut AnyConnection,
+        rejects: &[RejectRecord],
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        let mut n = 0;
+        for chunk in rejects.chunks(500) {
+            let sql = format!(
+                "INSERT INTO ingest_rejects (fingerprint, killmail_id, reason, detail, source, raw, rejected_at) VALUES {} \
+                 ON CONFLICT (fingerprint) DO NOTHING",
+                placeholders(chunk.len(), 7)
+            );
+            let mut q = sqlx::query(dynamic_sql(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.fingerprint.clone())
+                    .bind(r.killmail_id)
+                    .bind(r.reason.clone())
+                    .bind(r.detail.clone())
+                    .bind(r.source.clone())
+                    .bind(r.raw.clone())
+                    .bind(now_ms);
+            }
+            n += q.execute(&mut *conn).await?.rows_affected();
+        }
+        Ok(n)
+    }
+}
+
+fn event(k: &NewKillmail, now: DateTime<Utc>, is_update: bool) -> StoreResult<(Envelope, String)> {
+    let ev = KillmailIngested {
+        killmail: k.killmail.clone(),
+        hash: k.hash.clone(),
+        zkb: k.zkb.clone(),
+        source: k.source,
+        ingested_at: now,
+        is_update,
+    };
+    let env = Envelope::wrap(&ev, now).map_err(other)?;
+    let payload = serde_json::to_string(&env).map_err(other)?;
+    Ok((env, payload))
+}
+
+fn row_to_stored(r: KmRow) -> StoredKillmail {
+    StoredKillmail {
+        killmail_id: r.0,
+        hash: r.1,
+        system_id: r.2,
+        occurred_at: from_millis(r.3),
+        victim_alliance_id: r.4,
+        attacker_alliance_ids: serde_json::from_str(&r.5).unwrap_or_default(),
+        isk_value: r.6,
+        zkb_url: r.7,
+        source: r.8,
+        r2z2_sequence: r.9,
+        processed_at: from_millis(r.10),
+        updated_at: r.11.map(from_millis),
+        killmail: serde_json::from_str(&r.12).unwrap_or(serde_json::Value::Null),
+        zkb: r.13.and_then(|z| serde_json::from_str(&z).ok()),
+    }
+}
+
+type JobRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+);
+const JOB_COLUMNS: &str = "id, source, from_day, to_day, status, note, created_at, started_at, finished_at, days_total, days_done, \
+     killmails_seen, killmails_new, error";
+
+fn row_to_job(r: JobRow) -> JobRecord {
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default();
+    JobRecord {
+        id: r.0,
+        source: r.1,
+        from_day: day(&r.2),
+        to_day: day(&r.3),
+        status: r.4,
+        note: r.5,
+        created_at: from_millis(r.6),
+        started_at: r.7.map(from_millis),
+        finished_at: r.8.map(from_millis),
+        days_total: r.9,
+        days_done: r.10,
+        killmails_seen: r.11,
+        killmails_new: r.12,
+        error: r.13,
+    }
+}
+
+#[async_trait]
+impl IngestionStore for SqlIngestionStore {
+    async fn apply(&self, batch: Batch, now: DateTime<Utc>) -> StoreResult<BatchOutcome> {
+        let now_ms = to_millis(now);
+        let mut outcome = BatchOutcome::default();
+        // Within one batch keep the first occurrence (files) or the latest (re-published feeds).
+        let mut by_id: HashMap<i64, usize> = HashMap::with_capacity(batch.killmails.len());
+        let mut order: Vec<usize> = Vec::with_capacity(batch.killmails.len());
+        for (i, k) in batch.killmails.iter().enumerate() {
+            match by_id.get(&k.killmail.killmail_id) {
+                Some(&slot) => {
+                    outcome.duplicates += 1;
+                    if batch.upsert {
+                        order[slot] = i;
+                    }
+                }
+                None => {
+                    by_id.insert(k.killmail.killmail_id, order.len());
+                    order.push(i);
+                }
+            }
+        }
+        let rows: Vec<&NewKillmail> = order.iter().map(|&i| &batch.killmails[i]).collect();
+        let mut rejects = batch.rejects;
+
+        let mut tx = self.db.pool().begin().await?;
+        let inserted = Self::insert_killmails(&mut tx, &rows, now_ms).await?;
+        let mut events = Vec::with_capacity(inserted.len());
+        let mut existing: Vec<&NewKillmail> = Vec::new();
+        for k in &rows {
+            if inserted.contains(&k.killmail.killmail_id) {
+                events.push(event(k, now, false)?);
+                outcome.inserted.push(k.killmail.killmail_id);
+            } else {
+                existing.push(k);
+            }
+        }
+        if !existing.is_empty() {
+            // Compare with what is stored: same content is a duplicate, a new hash an anomaly,
+            // changed content (re-published upstream) an update when the source is authoritative.
+            let mut stored: HashMap<i64, (String, String)> = HashMap::new();
+            for chunk in existing.chunks(INSERT_CHUNK) {
+                let sql = format!(
+                    "SELECT killmail_id, hash, content_hash FROM killmail_events WHERE killmail_id IN ({})",
+                    (1..=chunk.len())
+                        .map(|i| format!("${i}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let mut q = sqlx::query_as::<_, (i64, String, String)>(dynamic_sql(sql));
+                for k in chunk {
+                    q = q.bind(k.killmail.killmail_id);
+                }
+                for (id, hash, content) in q.fetch_all(&mut *tx).await? {
+                    stored.insert(id, (hash, content));
+                }
+            }
+            for k in existing {
+                let id = k.killmail.killmail_id;
+                match stored.get(&id) {
+                    Some((hash, _)) if *hash != k.hash => {
+                        outcome.conflicts += 1;
+                        tracing::warn!(killmail_id = id, stored = %hash, incoming = %k.hash, "same killmail id with a different hash");
+                        rejects.push(RejectRecord {
+                            fingerprint: format!("hash_conflict:{id}:{}", k.hash),
+                            killmail_id: Some(id),
+                            reason: crate::domain::RejectReason::HashConflict.as_str().into(),
+                            detail: format!("stored hash {hash}, incoming {}", k.hash),
+                            source: k.source.as_str().into(),
+                            raw: crate::domain::validate::truncate(&k.raw_data, 4096).to_owned(),
+                        });
+                    }
+                    Some((_, content)) if batch.upsert && *content != k.content_hash => {
+                        sqlx::query(
+                            "UPDATE killmail_events SET raw_data = $1, zkb = $2, isk_value = $3, content_hash = $4, updated_at = $5, \
+                             r2z2_sequence = COALESCE($6, r2z2_sequence) WHERE killmail_id = $7",
+                        )
+                        .bind(k.raw_data.clone())
+                        .bind(k.zkb_json.clone())
+                        .bind(k.zkb.as_ref().and_then(|z| z.total_value))
+                        .bind(k.content_hash.clone())
+                        .bind(now_ms)
+                        .bind(k.r2z2_sequence)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        events.push(event(k, now, true)?);
+                        outcome.updated.push(id);
+                    }
+                    _ => outcome.duplicates += 1,
+                }
+            }
+        }
+        Self::enqueue(&mut tx, &events).await?;
+        outcome.rejects_new = Self::insert_rejects(&mut tx, &rejects, now_ms).await?;
+        for g in &batch.gaps {
+            sqlx::query(
+                "INSERT INTO r2z2_gaps (first_sequence, last_sequence, kind, detected_at, repair_job_id) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (first_sequence) DO NOTHING",
+            )
+            .bind(g.first_sequence)
+            .bind(g.last_sequence)
+            .bind(g.kind.clone())
+            .bind(now_ms)
+            .bind(g.repair_job_id.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        Self::add_counter(&mut tx, "duplicates", outcome.duplicates as i64).await?;
+        Self::add_counter(&mut tx, "updates", outcome.updated.len() as i64).await?;
+        Self::add_counter(&mut tx, "conflicts", outcome.conflicts as i64).await?;
+        if let Some((name, position)) = &batch.cursor {
+            sqlx::query(
+                "INSERT INTO ingest_cursors (name, position, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            )
+            .bind(name.clone())
+            .bind(*position)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.db.outbox_notify();
+        }
+        Ok(outcome)
+    }
+
+    async fn cursor(&self, name: &str) -> StoreResult<Option<i64>> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT position FROM ingest_cursors WHERE name = $1")
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn killmail(&self, id: i64) -> StoreResult<Option<StoredKillmail>> {
+        let sql = format!("SELECT {SELECT_COLUMNS} FROM killmail_events WHERE killmail_id = $1");
+        let row: Option<KmRow> = sqlx::query_as(dynamic_sql(sql))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.map(row_to_stored))
+    }
+
+    async fn recent(&self, limit: i64) -> StoreResult<Vec<StoredKillmail>> {
+        let sql = format!(
+            "SELECT {SELECT_COLUMNS} FROM killmail_events ORDER BY occurred_at DESC, killmail_id DESC LIMIT $1"
+        );
+        let rows: Vec<KmRow> = sqlx::query_as(dynamic_sql(sql))
+            .bind(limit.clamp(1, 500))
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(rows.into_iter().map(row_to_stored).collect())
+    }
+
+    async fn known_ids(&self, ids: &[i64]) -> StoreResult<HashSet<i64>> {
+        let mut out = HashSet::new();
+        for chunk in ids.chunks(900) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "SELECT killmail_id FROM killmail_events WHERE killmail_id IN ({list}) \
+                 UNION SELECT killmail_id FROM ingest_rejects WHERE killmail_id IN ({list})"
+            );
+            let mut q = sqlx::query_as::<_, (i64,)>(dynamic_sql(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for (id,) in q.fetch_all(self.db.pool()).await? {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn day_counts(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<BTreeMap<NaiveDate, i64>> {
+        let start = to_millis(from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+        let end = to_millis(
+            to.succ_opt()
+                .unwrap_or(to)
+                .and_hms_opt(0, 0, 0)
+                .unwrap_or_default()
+                .and_utc(),
+        );
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT occurred_at FROM killmail_events WHERE occurred_at >= $1 AND occurred_at < $2",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut out = BTreeMap::new();
+        for (ms,) in rows {
+            *out.entry(from_millis(ms).date_naive()).or_default() += 1;
+        }
+        Ok(out)
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        let pool = self.db.pool();
+        let mut s = StoreStats::default();
+        let by_source: Vec<(String, i64)> =
+            sqlx::query_as("SELECT source, COUNT(*) FROM killmail_events GROUP BY source")
+                .fetch_all(pool)
+                .await?;
+        s.killmails_total = by_source.iter().map(|r| r.1).sum();
+        s.by_source = by_source.into_iter().collect();
+        let counters: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, value FROM ingest_counters")
+                .fetch_all(pool)
+                .await?;
+        for (name, value) in counters {
+            match name.as_str() {
+                "duplicates" => s.duplicates = value,
+                "updates" => s.updates = value,
+                "conflicts" => s.conflicts = value,
+                _ => {}
+            }
+        }
+        let rejects: Vec<(String, i64)> =
+            sqlx::query_as("SELECT reason, COUNT(*) FROM ingest_rejects GROUP BY reason")
+                .fetch_all(pool)
+                .await?;
+        s.rejects_by_reason = rejects.into_iter().collect();
+        let (gaps, seqs): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(last_sequence - first_sequence + 1), 0) AS BIGINT) FROM r2z2_gaps",
+        )
+        .fetch_one(pool)
+        .await?;
+        s.gaps = gaps;
+        s.gap_sequences = seqs;
+        s.outbox_pending = self.db.outbox_pending().await?;
+        Ok(s)
+    }
+
+    async fn gaps(&self, limit: i64) -> StoreResult<Vec<GapRecord>> {
+        let rows: Vec<(i64, i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT first_sequence, last_sequence, kind, repair_job_id FROM r2z2_gaps ORDER BY first_sequence DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| GapRecord {
+                first_sequence: r.0,
+                last_sequence: r.1,
+                kind: r.2,
+                repair_job_id: r.3,
+            })
+            .collect())
+    }
+
+    async fn set_gap_repair(&self, first_sequence: i64, job_id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE r2z2_gaps SET repair_job_id = $1 WHERE first_sequence = $2")
+            .bind(job_id)
+            .bind(first_sequence)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn ruleset(&self) -> StoreResult<Ruleset> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT body, updated_at FROM rulesets WHERE id = 1")
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(match row {
+            None => Ruleset::default(),
+            Some((body, at)) => {
+                let mut r: Ruleset = serde_json::from_str(&body).map_err(other)?;
+                r.updated_at = Some(from_millis(at));
+                r
+            }
+        })
+    }
+
+    async fn put_ruleset(&self, ruleset: &Ruleset, now: DateTime<Utc>) -> StoreResult<Ruleset> {
+        let mut r = ruleset.clone();
+        r.updated_at = None;
+        let body = serde_json::to_string(&r).map_err(other)?;
+        sqlx::query(
+            "INSERT INTO rulesets (id, body, updated_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(body)
+        .bind(to_millis(now))
+        .execute(self.db.pool())
+        .await?;
+        r.updated_at = Some(from_millis(to_millis(now)));
+        Ok(r)
+    }
+
+    async fn create_job(&self, j: &JobRecord) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO backfill_jobs ({JOB_COLUMNS}) VALUES ({})",
+            (1..=14)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        sqlx::query(dynamic_sql(sql))
+            .bind(j.id.clone())
+            .bind(j.source.clone())
+            .bind(j.from_day.format("%Y-%m-%d").to_string())
+            .bind(j.to_day.format("%Y-%m-%d").to_string())
+            .bind(j.status.clone())
+            .bind(j.note.clone())
+            .bind(to_millis(j.created_at))
+            .bind(j.started_at.map(to_millis))
+            .bind(j.finished_at.map(to_millis))
+            .bind(j.days_total)
+            .bind(j.days_done)
+            .bind(j.killmails_seen)
+            .bind(j.killmails_new)
+            .bind(j.error.clone())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn job(&self, id: &str) -> StoreResult<Option<JobRecord>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM backfill_jobs WHERE id = $1");
+        let row: Option<JobRow> = sqlx::query_as(dynamic_sql(sql))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.map(row_to_job))
+    }
+
+    async fn jobs(&self, limit: i64) -> StoreResult<Vec<JobRecord>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM backfill_jobs ORDER BY created_at DESC, id DESC LIMIT $1"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(dynamic_sql(sql))
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(rows.into_iter().map(row_to_job).collect())
+    }
+
+    async fn transition_job(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &str,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> StoreResult<bool> {
+        let list = (0..from.len())
+            .map(|i| format!("${}", i + 5))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "UPDATE backfill_jobs SET status = $1, \
+             started_at = CASE WHEN $1 = 'running' THEN COALESCE(started_at, $2) ELSE started_at END, \
+             finished_at = CASE WHEN $1 IN ('completed', 'failed', 'cancelled') THEN $2 ELSE finished_at END, \
+             error = COALESCE($3, error) WHERE id = $4 AND status IN ({list})"
+        );
+        let mut q = sqlx::query(dynamic_sql(sql))
+            .bind(to)
+            .bind(to_millis(now))
+            .bind(error)
+            .bind(id);
+        for f in from {
+            q = q.bind(*f);
+        }
+        Ok(q.execute(self.db.pool()).await?.rows_affected() > 0)
+    }
+
+    async fn done_days(&self, job_id: &str) -> StoreResult<HashSet<NaiveDate>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT day FROM backfill_days WHERE job_id = $1 AND status = 'done'")
+                .bind(job_id)
+                .fetch_all(self.db.pool())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(d,)| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+            .collect())
+    }
+
+    async fn finish_day(
+        &self,
+        job_id: &str,
+        day: NaiveDate,
+        seen: i64,
+        new: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.db.pool().begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO backfill_days (job_id, day, status, killmails_seen, killmails_new, finished_at) VALUES ($1, $2, 'done', $3, $4, $5) \
+             ON CONFLICT (job_id, day) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(day.format("%Y-%m-%d").to_string())
+        .bind(seen)
+        .bind(new)
+        .bind(to_millis(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted > 0 {
+            sqlx::query(
+                "UPDATE backfill_jobs SET days_done = days_done + 1, killmails_seen = killmails_seen + $1, \
+                 killmails_new = killmails_new + $2 WHERE id = $3",
+            )
+            .bind(seen)
+            .bind(new)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
