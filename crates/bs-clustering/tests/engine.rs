@@ -320,3 +320,45 @@ fn settled_battles_are_evicted_and_older_arrivals_are_too_late() {
     // Nothing more to evict.
     assert!(c.evict_settled(72 * 60 * MIN).is_empty());
 }
+
+#[test]
+fn esi_adapter_reads_zkb_shapes_and_rejects_bad_input() {
+    use bs_clustering::esi::{EsiRejection, from_esi_json};
+    let types = crate::fights::types();
+    let line = {
+        use std::io::BufRead;
+        let f = std::fs::File::open(crate::support::testdata("fight-m-oee8-2021-11-29.jsonl.gz"))
+            .expect("fixture");
+        std::io::BufReader::new(flate2::read::MultiGzDecoder::new(f))
+            .lines()
+            .next()
+            .expect("a line")
+            .expect("read")
+    };
+    let esi: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let bare = from_esi_json(&esi, &types).expect("bare ESI");
+    assert!(bare.isk_value > 0.0, "priced from the hull and items");
+    assert_ne!(bare.victim.ship.class, ShipClass::Other);
+    // R2Z2 shape: the ESI body under `esi`, zKillboard values under `zkb` win.
+    let r2z2 = serde_json::json!({
+        "killmail_id": bare.killmail_id,
+        "esi": esi,
+        "zkb": {"totalValue": 123_456_789.5, "droppedValue": 1_000.0}
+    });
+    let k = from_esi_json(&r2z2, &types).expect("r2z2");
+    assert_eq!(k.isk_value, 123_456_789.5);
+    assert_eq!(k.isk_dropped, 1_000.0);
+    assert_eq!(k.attackers, bare.attackers);
+    // Broken input is a typed rejection, never a panic.
+    assert_eq!(
+        from_esi_json(&serde_json::json!({"killmail_id": 1}), &types),
+        Err(EsiRejection::MissingField("killmail_time"))
+    );
+    assert!(matches!(
+        from_esi_json(
+            &serde_json::json!({"killmail_id": 1, "killmail_time": "yesterday"}),
+            &types
+        ),
+        Err(EsiRejection::BadTime(_))
+    ));
+}
