@@ -1,0 +1,472 @@
+//! Persistence of the enrichment service: the [`EnrichmentStore`] trait and its one SQL
+//! implementation, [`SqlEnrichmentStore`], which runs unchanged on SQLite and PostgreSQL
+//! (dialect-neutral SQL, see `bs_store`).
+//!
+//! Writes of enriched rows and the `killmail.enriched` events they imply happen in one
+//! transaction through the outbox, so a crash can never publish without storing or store
+//! without publishing.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use bs_events::{Envelope, KillmailEnriched};
+use bs_store::sqlx::{self, Row};
+use bs_store::{Database, StoreError, StoreResult, dynamic_sql, outbox};
+
+/// Placeholders per statement; well below SQLite's and PostgreSQL's limits.
+const CHUNK: usize = 500;
+
+/// One enriched killmail as written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnrichedRow {
+    pub event: KillmailEnriched,
+    pub input_hash: String,
+    pub sde_version: String,
+    /// The ingested event (JSON) it came from, for re-enrichment.
+    pub source_event: String,
+    /// Unix ms.
+    pub now: i64,
+}
+
+/// What is stored about a killmail, enough to decide whether a delivery changes anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExistingRow {
+    pub input_hash: String,
+    pub version: u32,
+    pub sde_version: String,
+    pub revision: u32,
+    pub names_pending: bool,
+}
+
+/// A stored killmail's input, for the background resolver and re-enrichment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceRow {
+    pub killmail_id: i64,
+    pub source_event: String,
+    pub revision: u32,
+    pub input_hash: String,
+    /// The stored payload, to tell whether re-enriching changed anything.
+    pub payload: String,
+}
+
+/// A name (or the knowledge that the id does not exist) with its category.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameEntry {
+    pub id: i64,
+    pub name: Option<String>,
+    pub category: Option<String>,
+}
+
+/// Counts for `GET /status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreCounts {
+    pub killmails: i64,
+    pub names_pending: i64,
+    pub names_cached: i64,
+    pub esi_cache_entries: i64,
+    pub outbox_pending: i64,
+}
+
+/// The enrichment service's storage.
+#[async_trait]
+pub trait EnrichmentStore: Send + Sync + 'static {
+    /// What is stored for each of `ids` (absent ids are missing from the map).
+    async fn existing(&self, ids: &[i64]) -> StoreResult<HashMap<i64, ExistingRow>>;
+    /// Upserts `rows` and enqueues `events` in one transaction.
+    async fn write(&self, rows: &[EnrichedRow], events: &[Envelope]) -> StoreResult<()>;
+    /// The published payload of a killmail (`KillmailEnriched` JSON).
+    async fn payload(&self, killmail_id: i64) -> StoreResult<Option<String>>;
+    /// Payloads of many killmails, in no particular order.
+    async fn payloads(&self, ids: &[i64]) -> StoreResult<Vec<String>>;
+    /// Killmails still waiting for names, oldest id first, after `after_id`.
+    async fn pending(&self, after_id: i64, limit: i64) -> StoreResult<Vec<SourceRow>>;
+    /// Killmails enriched by another rules or static-data version, after `after_id`.
+    async fn stale(
+        &self,
+        version: u32,
+        sde_version: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SourceRow>>;
+    /// Fresh (unexpired at `now`) names of `ids`.
+    async fn names(&self, ids: &[i64], now: i64) -> StoreResult<Vec<NameEntry>>;
+    /// Upserts names, valid until `expires_at`.
+    async fn put_names(&self, names: &[NameEntry], now: i64, expires_at: i64) -> StoreResult<()>;
+    /// Every fresh cache entry of `kind` as (id, body).
+    async fn cache_all(&self, kind: &str, now: i64) -> StoreResult<Vec<(i64, String)>>;
+    /// Upserts one cache entry.
+    async fn cache_put(
+        &self,
+        kind: &str,
+        id: i64,
+        body: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Counts for `/status`.
+    async fn counts(&self, now: i64) -> StoreResult<StoreCounts>;
+}
+
+/// [`EnrichmentStore`] over a [`Database`] (SQLite or PostgreSQL).
+#[derive(Clone, Debug)]
+pub struct SqlEnrichmentStore {
+    db: Database,
+}
+
+impl SqlEnrichmentStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// Columns of `enriched_killmails`, in bind order.
+const COLUMNS: &[&str] = &[
+    "killmail_id",
+    "killmail_time",
+    "hash",
+    "source",
+    "ship_type_id",
+    "ship_type_name",
+    "ship_group_id",
+    "ship_group_name",
+    "ship_class",
+    "system_id",
+    "system_name",
+    "constellation_id",
+    "constellation_name",
+    "region_id",
+    "region_name",
+    "security_status",
+    "security_type",
+    "victim_character_id",
+    "victim_character_name",
+    "victim_corporation_id",
+    "victim_corporation_name",
+    "victim_alliance_id",
+    "victim_alliance_name",
+    "victim_faction_id",
+    "victim_faction_name",
+    "attacker_data",
+    "attacker_count",
+    "pilot_count",
+    "isk_destroyed",
+    "isk_dropped",
+    "isk_total",
+    "value_source",
+    "names_pending",
+    "version",
+    "sde_version",
+    "revision",
+    "input_hash",
+    "payload",
+    "source_event",
+    "enriched_at",
+    "updated_at",
+];
+
+/// The upsert; `enriched_at` keeps the first enrichment time.
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("${i}")).collect();
+    let updates: Vec<String> = COLUMNS
+        .iter()
+        .filter(|c| !matches!(**c, "killmail_id" | "enriched_at"))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO enriched_killmails ({}) VALUES ({}) ON CONFLICT (killmail_id) DO UPDATE SET {}",
+        COLUMNS.join(", "),
+        placeholders.join(", "),
+        updates.join(", ")
+    )
+});
+
+fn placeholders(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn encode(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn source_row(r: &sqlx::any::AnyRow) -> StoreResult<SourceRow> {
+    Ok(SourceRow {
+        killmail_id: r.try_get(0)?,
+        source_event: r.try_get(1)?,
+        revision: to_u32(r.try_get(2)?),
+        input_hash: r.try_get(3)?,
+        payload: r.try_get(4)?,
+    })
+}
+
+#[async_trait]
+impl EnrichmentStore for SqlEnrichmentStore {
+    async fn existing(&self, ids: &[i64]) -> StoreResult<HashMap<i64, ExistingRow>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT killmail_id, input_hash, version, sde_version, revision, names_pending \
+                 FROM enriched_killmails WHERE killmail_id IN ({})",
+                placeholders(chunk.len(), 1)
+            );
+            let mut q = sqlx::query(dynamic_sql(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(self.db.pool()).await? {
+                let id: i64 = r.try_get(0)?;
+                out.insert(
+                    id,
+                    ExistingRow {
+                        input_hash: r.try_get(1)?,
+                        version: to_u32(r.try_get(2)?),
+                        sde_version: r.try_get(3)?,
+                        revision: to_u32(r.try_get(4)?),
+                        names_pending: r.try_get::<i64, _>(5)? != 0,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write(&self, rows: &[EnrichedRow], events: &[Envelope]) -> StoreResult<()> {
+        if rows.is_empty() && events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.pool().begin().await?;
+        for row in rows {
+            let e = &row.event;
+            let v = &e.victim;
+            let attacker_data = serde_json::to_string(&e.attackers).map_err(encode)?;
+            let payload = serde_json::to_string(e).map_err(encode)?;
+            sqlx::query(dynamic_sql(UPSERT.clone()))
+                .bind(e.killmail_id)
+                .bind(e.killmail_time.timestamp_millis())
+                .bind(&e.hash)
+                .bind(e.source.as_str())
+                .bind(v.ship.type_id)
+                .bind(v.ship.type_name.clone())
+                .bind(v.ship.group_id)
+                .bind(v.ship.group_name.clone())
+                .bind(v.ship.class.clone())
+                .bind(e.system.id)
+                .bind(e.system.name.clone())
+                .bind(e.system.constellation_id)
+                .bind(e.system.constellation_name.clone())
+                .bind(e.system.region_id)
+                .bind(e.system.region_name.clone())
+                .bind(e.system.security_status)
+                .bind(e.system.security_type.clone())
+                .bind(v.who.character_id)
+                .bind(v.who.character_name.clone())
+                .bind(v.who.corporation_id)
+                .bind(v.who.corporation_name.clone())
+                .bind(v.who.alliance_id)
+                .bind(v.who.alliance_name.clone())
+                .bind(v.who.faction_id)
+                .bind(v.who.faction_name.clone())
+                .bind(attacker_data)
+                .bind(i64::from(e.attacker_count))
+                .bind(i64::from(e.pilot_count))
+                .bind(e.isk.destroyed)
+                .bind(e.isk.dropped)
+                .bind(e.isk.total)
+                .bind(e.isk.value_source.clone())
+                .bind(i64::from(e.names_pending))
+                .bind(i64::from(e.enrichment_version))
+                .bind(&row.sde_version)
+                .bind(i64::from(e.revision))
+                .bind(&row.input_hash)
+                .bind(payload)
+                .bind(&row.source_event)
+                .bind(row.now)
+                .bind(row.now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for env in events {
+            outbox::enqueue(&mut tx, env).await?;
+        }
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.db.outbox_notify();
+        }
+        Ok(())
+    }
+
+    async fn payload(&self, killmail_id: i64) -> StoreResult<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT payload FROM enriched_killmails WHERE killmail_id = $1")
+                .bind(killmail_id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn payloads(&self, ids: &[i64]) -> StoreResult<Vec<String>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT payload FROM enriched_killmails WHERE killmail_id IN ({})",
+                placeholders(chunk.len(), 1)
+            );
+            let mut q = sqlx::query_as::<_, (String,)>(dynamic_sql(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            out.extend(q.fetch_all(self.db.pool()).await?.into_iter().map(|r| r.0));
+        }
+        Ok(out)
+    }
+
+    async fn pending(&self, after_id: i64, limit: i64) -> StoreResult<Vec<SourceRow>> {
+        let rows = sqlx::query(
+            "SELECT killmail_id, source_event, revision, input_hash, payload FROM enriched_killmails \
+             WHERE names_pending = 1 AND killmail_id > $1 ORDER BY killmail_id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter().map(source_row).collect()
+    }
+
+    async fn stale(
+        &self,
+        version: u32,
+        sde_version: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SourceRow>> {
+        let rows = sqlx::query(
+            "SELECT killmail_id, source_event, revision, input_hash, payload FROM enriched_killmails \
+             WHERE (version <> $1 OR sde_version <> $2) AND killmail_id > $3 \
+             ORDER BY killmail_id LIMIT $4",
+        )
+        .bind(i64::from(version))
+        .bind(sde_version)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter().map(source_row).collect()
+    }
+
+    async fn names(&self, ids: &[i64], now: i64) -> StoreResult<Vec<NameEntry>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id, name, category FROM esi_names WHERE expires_at > $1 AND id IN ({})",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q =
+                sqlx::query_as::<_, (i64, Option<String>, Option<String>)>(dynamic_sql(sql))
+                    .bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            out.extend(
+                q.fetch_all(self.db.pool())
+                    .await?
+                    .into_iter()
+                    .map(|(id, name, category)| NameEntry { id, name, category }),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn put_names(&self, names: &[NameEntry], now: i64, expires_at: i64) -> StoreResult<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.pool().begin().await?;
+        for n in names {
+            sqlx::query(
+                "INSERT INTO esi_names (id, name, category, fetched_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+                 name = excluded.name, category = excluded.category, \
+                 fetched_at = excluded.fetched_at, expires_at = excluded.expires_at",
+            )
+            .bind(n.id)
+            .bind(n.name.clone())
+            .bind(n.category.clone())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cache_all(&self, kind: &str, now: i64) -> StoreResult<Vec<(i64, String)>> {
+        Ok(sqlx::query_as::<_, (i64, String)>(
+            "SELECT id, body FROM esi_cache WHERE kind = $1 AND expires_at > $2 ORDER BY id",
+        )
+        .bind(kind)
+        .bind(now)
+        .fetch_all(self.db.pool())
+        .await?)
+    }
+
+    async fn cache_put(
+        &self,
+        kind: &str,
+        id: i64,
+        body: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO esi_cache (kind, id, body, fetched_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, \
+             fetched_at = excluded.fetched_at, expires_at = excluded.expires_at",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(body)
+        .bind(now)
+        .bind(expires_at)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn counts(&self, now: i64) -> StoreResult<StoreCounts> {
+        let pool = self.db.pool();
+        let (killmails,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM enriched_killmails")
+            .fetch_one(pool)
+            .await?;
+        let (names_pending,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM enriched_killmails WHERE names_pending = 1")
+                .fetch_one(pool)
+                .await?;
+        let (names_cached,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM esi_names WHERE expires_at > $1")
+                .bind(now)
+                .fetch_one(pool)
+                .await?;
+        let (esi_cache_entries,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM esi_cache")
+            .fetch_one(pool)
+            .await?;
+        Ok(StoreCounts {
+            killmails,
+            names_pending,
+            names_cached,
+            esi_cache_entries,
+            outbox_pending: self.db.outbox_pending().await?,
+        })
+    }
+}
