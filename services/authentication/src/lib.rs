@@ -1,9 +1,192 @@
-//! The authentication service (being built).
+//! The authentication service: EVE SSO login, accounts with several characters,
+//! server-side sessions, corporation/alliance gating, feature-scoped roles, encrypted
+//! ESI grants and an append-only audit log.
+//!
+//! Map:
+//! * [`domain`]: the pure rules (role ladder and decisions, gating, session expiry,
+//!   login/link plans, audit hash chain). No IO, time is a parameter.
+//! * [`store`]: [`store::AuthStore`] and its SQL implementation for SQLite and PostgreSQL.
+//! * [`service`]: the behaviour (flows, owner changes, admin operations, background jobs).
+//! * [`api`]: the HTTP routes, cookies and CSRF guard.
+//! * [`client`]: [`AuthClient`], the tiny in-process/remote authorization client for
+//!   other services.
+//! * [`affiliation`]: where characters stand now (ESI behind a trait).
+//!
+//! SSO protocol pieces (authorize URL, token exchange, JWT validation, AES-GCM token
+//! cipher, session ids, CSRF tokens, `return_to` sanitising) come from `bs-sso`.
+//!
+//! Architecture invariants: tokens are encrypted before they reach the store and never
+//! logged; every decision is made from stored facts, never from the request; unknown
+//! features, actions and sessions are denied.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod affiliation;
+pub mod api;
+pub mod client;
+pub mod domain;
+pub mod model;
+pub mod service;
+pub mod settings;
+pub mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bs_cache::Cache;
 use bs_config::ServiceName;
-use bs_runtime::{ServiceContext, ServiceHandle};
+use bs_runtime::{Clock, DatabaseCheck, ServiceContext, ServiceHandle};
+use bs_store::MigrationSet;
+use tokio_util::sync::CancellationToken;
 
-/// Starts the service: opens its database, spawns its tasks, returns its router.
-pub async fn start(_ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
-    Ok(ServiceHandle::new(ServiceName::Authentication, axum::Router::new()))
+pub use affiliation::{AffiliationSource, EsiAffiliations, NoAffiliations, StaticAffiliations};
+pub use client::{AuthClient, AuthClientError, Subject};
+pub use service::{AuthService, Sso};
+pub use settings::Settings;
+pub use store::{AuthStore, SqlAuthStore};
+
+/// The service's schema, for both backends.
+pub const MIGRATIONS: MigrationSet = bs_store::migrations!("authentication", [(1, "init")]);
+
+/// Everything the service is built from (tests assemble these directly).
+pub struct Deps {
+    pub store: Arc<dyn AuthStore>,
+    pub sso: Option<Sso>,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    pub cache: Arc<dyn Cache>,
+    pub affiliations: Arc<dyn AffiliationSource>,
+}
+
+/// Builds the service state (loads or creates the CSRF key, seeds the gating config).
+pub async fn build(deps: Deps) -> anyhow::Result<Arc<AuthService>> {
+    let now = deps.clock.now();
+    let candidate = hex::encode(bs_sso::random::random_bytes::<32>().context("random source")?);
+    let stored = deps
+        .store
+        .secret_or_insert("csrf_key", &candidate, now)
+        .await
+        .context("loading the csrf key")?;
+    let key: [u8; 32] = hex::decode(stored)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .context("stored csrf key is not 32 hex bytes")?;
+    if deps.store.gating_config().await?.is_none() {
+        deps.store
+            .put_gating_config(&domain::gating::GatingConfig::default(), None, now)
+            .await?;
+    }
+    Ok(Arc::new(AuthService {
+        store: deps.store,
+        sso: deps.sso,
+        csrf: bs_sso::CsrfKey::from_bytes(key),
+        clock: deps.clock,
+        cache: deps.cache,
+        affiliations: deps.affiliations,
+        settings: deps.settings,
+    }))
+}
+
+/// Spawns the background jobs: token refresh, affiliation re-check, purge.
+pub fn spawn_jobs(
+    handle: &mut ServiceHandle,
+    service: &Arc<AuthService>,
+    shutdown: &CancellationToken,
+) {
+    let (s, stop) = (service.clone(), shutdown.clone());
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(s.settings().refresh_poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = s.refresh_due_tokens().await {
+                        tracing::warn!(error = %e, "token refresh pass failed");
+                    }
+                }
+            }
+        }
+    });
+    let (s, stop) = (service.clone(), shutdown.clone());
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(s.settings().affiliation_poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut passes: u64 = 0;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = s.check_affiliations().await {
+                        tracing::warn!(error = %e, "affiliation pass failed");
+                    }
+                    passes += 1;
+                    if passes.is_multiple_of(60) && let Err(e) = s.purge().await {
+                        tracing::warn!(error = %e, "purge failed");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Starts the service and also returns the in-process [`AuthClient`] (for the BFF).
+pub async fn start_with_client(
+    ctx: &ServiceContext,
+) -> anyhow::Result<(ServiceHandle, AuthClient)> {
+    let db = ctx
+        .open_database(ServiceName::Authentication, &[MIGRATIONS])
+        .await?;
+    let settings = Settings::from_config(&ctx.config)?;
+    let http = reqwest::Client::builder()
+        .user_agent(bs_esi::user_agent_with_contact(&ctx.config.contact))
+        .build()
+        .context("http client")?;
+    let sso = service::sso_from_config(&ctx.config, http)?;
+    let affiliations: Arc<dyn AffiliationSource> = if ctx.offline {
+        Arc::new(NoAffiliations)
+    } else {
+        let esi = bs_esi::EsiClient::new(bs_esi::EsiConfig {
+            base_url: ctx.config.esi.url.trim_end_matches('/').to_owned(),
+            user_agent: bs_esi::user_agent_with_contact(&ctx.config.contact),
+            compatibility_date: ctx.config.esi.compatibility_date.clone(),
+            ..bs_esi::EsiConfig::default()
+        })
+        .map_err(|e| anyhow::anyhow!("esi client: {e}"))?;
+        Arc::new(EsiAffiliations(esi))
+    };
+    if sso.is_none() && !settings.dev_login {
+        tracing::warn!("eve sso is not configured (sso.client_id); nobody can log in");
+    }
+    let service = build(Deps {
+        store: Arc::new(SqlAuthStore::new(db.clone())),
+        sso,
+        settings,
+        clock: ctx.clock.clone(),
+        cache: ctx.cache.clone(),
+        affiliations,
+    })
+    .await?;
+    let mut handle = ServiceHandle::new(ServiceName::Authentication, api::router(service.clone()))
+        .with_check(Arc::new(DatabaseCheck(db)));
+    spawn_jobs(&mut handle, &service, &ctx.shutdown);
+    Ok((handle, AuthClient::local(service)))
+}
+
+/// Starts the service: opens its database, spawns its jobs, returns its router.
+pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
+    Ok(start_with_client(ctx).await?.0)
+}
+
+/// The in-process client for an already built service (tests, custom wiring).
+pub fn client_for(service: &Arc<AuthService>) -> AuthClient {
+    AuthClient::local(service.clone())
 }

@@ -1,0 +1,14 @@
+//! The authentication service's integration tests (one binary).
+//!
+//! * `flows`: full user and admin flows over HTTP against the fake EVE SSO.
+//! * `attacks`: the attack table at the HTTP level.
+//! * `jwt`: the JWT attack cases through the service's validator.
+//! * `secrets`: refresh tokens never in plain text on disk or in logs.
+//! * `store_suite`: the `AuthStore` conformance suite on SQLite and PostgreSQL.
+
+mod attacks;
+mod flows;
+mod jwt;
+mod secrets;
+mod store_suite;
+mod support;
