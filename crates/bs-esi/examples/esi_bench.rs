@@ -30,6 +30,28 @@ async fn main() -> Result<(), String> {
         data.killmail_ids().count()
     );
 
+    if std::env::var_os("ESI_BENCH_WEEK").is_some() {
+        // The whole EVE Ref week from the shared data, as enrichment benchmarks need.
+        let mut paths = bs_esi::fake::DataPaths::default();
+        let dir = paths.esi_dir.join("../killmails");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("everef-killmails-"))
+            .collect();
+        files.sort();
+        paths.killmail_files = files;
+        let t = Instant::now();
+        let week = FakeData::load(&paths)?;
+        println!(
+            "fake data load with the week: {:.2} s ({} killmails, {} characters)",
+            t.elapsed().as_secs_f64(),
+            week.killmail_ids().count(),
+            week.affiliated_characters().count()
+        );
+    }
+
     let fake = FakeEsi::start_with(FakeSettings::default(), data.clone()).await?;
     let esi = EsiClient::new(config(fake.url())).map_err(|e| e.to_string())?;
     let ids: Vec<i64> = data.affiliated_characters().collect();
