@@ -198,6 +198,8 @@ pub struct Clusterer<G: SystemGraph> {
     comps: HashMap<u32, Comp>,
     battles: HashMap<BattleId, BattleMeta>,
     aliases: HashMap<BattleId, BattleId>,
+    /// Battles not yet ended, so `tick` does not scan the whole history.
+    active: BTreeSet<BattleId>,
     now: TimeMs,
     stats: ClusterStats,
     // Work lists of the current operation, drained by `reconcile`.
@@ -241,6 +243,7 @@ impl<G: SystemGraph> Clusterer<G> {
             comps: HashMap::new(),
             battles: HashMap::new(),
             aliases: HashMap::new(),
+            active: BTreeSet::new(),
             now: TimeMs::MIN,
             stats: ClusterStats::default(),
             dirty_nodes: Vec::new(),
@@ -289,13 +292,22 @@ impl<G: SystemGraph> Clusterer<G> {
         self.now = self.now.max(now);
         let gap = self.settings.link_gap_ms;
         let mut ended: Vec<BattleSummary> = Vec::new();
-        for meta in self.battles.values_mut() {
-            if !meta.summary.ended && meta.summary.end_ms.saturating_add(gap) <= self.now {
+        let mut still_active = BTreeSet::new();
+        for id in std::mem::take(&mut self.active) {
+            let Some(meta) = self.battles.get_mut(&id) else {
+                continue;
+            };
+            if meta.summary.ended {
+                continue;
+            }
+            if meta.summary.end_ms.saturating_add(gap) <= self.now {
                 meta.summary.ended = true;
                 ended.push(meta.summary.clone());
+            } else {
+                still_active.insert(id);
             }
         }
-        ended.sort_by_key(|s| s.id);
+        self.active = still_active;
         ended
             .into_iter()
             .map(|battle| BattleEvent::Ended { battle })
@@ -444,6 +456,12 @@ impl<G: SystemGraph> Clusterer<G> {
                 <= fresh.now;
             fresh.battles.insert(id, meta);
         }
+        fresh.active = fresh
+            .battles
+            .iter()
+            .filter(|(_, m)| !m.summary.ended)
+            .map(|(&id, _)| id)
+            .collect();
         for (&a, &b) in &self.aliases {
             fresh.aliases.entry(a).or_insert(b);
         }
@@ -596,6 +614,7 @@ impl<G: SystemGraph> Clusterer<G> {
             .collect();
         for e in &evicted {
             self.battles.remove(&e.battle.id);
+            self.active.remove(&e.battle.id);
         }
         for meta in self.battles.values_mut() {
             meta.anchor = remap[meta.anchor as usize];
@@ -1056,6 +1075,9 @@ impl<G: SystemGraph> Clusterer<G> {
                 summary.ended = false;
             }
             let changed = summary != meta.summary;
+            if !summary.ended {
+                self.active.insert(id);
+            }
             if let Some(m) = self.battles.get_mut(&id) {
                 m.summary = summary.clone();
             }

@@ -187,3 +187,25 @@ fn report_keeps_both_ships_of_a_reshipping_pilot() {
         Some(&1)
     );
 }
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Sides and the report are a function of the set of kills: any order gives the same result.
+    #[test]
+    fn sides_and_report_ignore_row_order(
+        perm in Just((0..174usize).collect::<Vec<_>>()).prop_shuffle(),
+    ) {
+        static KILLS: std::sync::OnceLock<Vec<ClusterKill>> = std::sync::OnceLock::new();
+        let kills = KILLS.get_or_init(|| load(&["fight-x47l-q-2021-11-30.jsonl.gz"]));
+        prop_assume!(kills.len() == perm.len());
+        let refs: Vec<&ClusterKill> = kills.iter().collect();
+        let shuffled: Vec<&ClusterKill> = perm.iter().map(|&i| &kills[i]).collect();
+        let a = assign_sides(&refs, &[], &SideSettings::default());
+        let b = assign_sides(&shuffled, &[], &SideSettings::default());
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(build_report(&refs, &a), build_report(&shuffled, &b));
+    }
+}
