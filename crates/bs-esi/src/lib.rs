@@ -6,7 +6,8 @@
 //! rate limits (`X-Ratelimit-*`, 429 + `Retry-After`) tracked per group so it waits
 //! rather than overruns, the legacy error limit (`X-ESI-Error-Limit-*`, 420) with a
 //! safety margin it never spends, jittered retries for safe requests only, a
-//! concurrency semaphore and a pause during the daily downtime.
+//! concurrency semaphore, one shared request for concurrent identical GETs, and a pause
+//! during the daily downtime.
 //!
 //! Calls never block for long: when ESI says "wait" for longer than
 //! [`EsiConfig::max_wait`] they return [`EsiError::RateLimited`],
