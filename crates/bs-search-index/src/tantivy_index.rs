@@ -354,7 +354,11 @@ impl Inner {
     /// Retrieval query for free text: exact name/ticker, name prefix, or every token as a word,
     /// word prefix or typo. Const scores approximate [`text::match_quality`] so the best
     /// candidates are in the fetched window; the final order is computed from the stored fields.
-    fn text_query(&self, q: &NormQuery) -> Box<dyn Query> {
+    ///
+    /// `prefix_typos` adds a typo match on the edge n-grams of the last token (a typo in a word
+    /// still being typed); it is the most expensive clause, so autocomplete only uses it when
+    /// nothing else matched.
+    fn text_query(&self, q: &NormQuery, prefix_typos: bool) -> Box<dyn Query> {
         let f = &self.f;
         let term = |field: Field, s: &str| Term::from_field_text(field, s);
         let tq =
@@ -385,11 +389,14 @@ impl Inner {
                     Box::new(FuzzyTermQuery::new(term(f.text, t), budget, true)),
                     20.0 / n,
                 ));
-                if i == last && len >= 5 {
+                if prefix_typos && i == last && len >= 5 {
+                    // A typo in a word still being typed: match the edge n-grams within one
+                    // edit. Much cheaper than a prefix automaton over the word dictionary,
+                    // which expands to every word sharing the fuzzy prefix.
                     alts.push(cs(
-                        Box::new(FuzzyTermQuery::new_prefix(
-                            term(f.text, t),
-                            budget.min(1),
+                        Box::new(FuzzyTermQuery::new(
+                            term(f.text_prefix, text::prefix_key(t)),
+                            1,
                             true,
                         )),
                         15.0 / n,
@@ -447,19 +454,91 @@ impl Inner {
         Ok(found.into_iter().map(|(_, a)| a).collect())
     }
 
+    /// Autocomplete retrieval runs cheap single-purpose queries tier by tier, best tier first
+    /// (exact name/ticker, name prefix, all words exact, all words as prefixes), each ordered by
+    /// the `sActivity` fast field, and stops once `limit` distinct candidates are found: a lower
+    /// tier can never outrank a full set from a higher one. Only when nothing matched does it run
+    /// the combined query with typo tolerance (fuzzy automata are the expensive part).
     fn autocomplete_sync(&self, q: &str, types: &[Collection], limit: usize) -> Result<Vec<Hit>> {
         let limit = limit.clamp(1, MAX_PER_PAGE);
         let Some(nq) = NormQuery::parse(q) else {
             return Ok(Vec::new());
         };
         let cols = crate::resolve_types(types);
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, self.type_query(&cols)),
-            (Occur::Must, self.text_query(&nq)),
-        ]);
+        let restrict = cols.len() < Collection::ALL.len();
+        let with_types = |q: Box<dyn Query>| -> Box<dyn Query> {
+            if restrict {
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, self.type_query(&cols)),
+                    (Occur::Must, q),
+                ]))
+            } else {
+                q
+            }
+        };
+        let f = &self.f;
+        let term = |field: Field, s: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, s),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let all_of = |field: Field, prefix: bool| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                nq.tokens
+                    .iter()
+                    .map(|t| {
+                        let t = if prefix {
+                            text::prefix_key(t)
+                        } else {
+                            t.as_str()
+                        };
+                        (Occur::Must, term(field, t))
+                    })
+                    .collect(),
+            ))
+        };
+        let tiers: Vec<Box<dyn Query>> = vec![
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Should, term(f.compact, &nq.compact)),
+                (Occur::Should, term(f.alt, &nq.compact)),
+            ])),
+            term(f.compact_prefix, text::prefix_key(&nq.compact)),
+            all_of(f.text, false),
+            all_of(f.text_prefix, true),
+        ];
         let searcher = self.reader.searcher();
-        let window = (limit * 4).max(20);
-        let addrs = self.top_by_relevance(&searcher, &query, window)?;
+        let per_tier = (limit * 2).max(10);
+        let mut seen: std::collections::HashSet<DocAddress> = std::collections::HashSet::new();
+        let mut addrs: Vec<DocAddress> = Vec::new();
+        for tier in tiers {
+            if seen.len() >= limit {
+                break;
+            }
+            let top =
+                TopDocs::with_limit(per_tier).order_by_fast_field::<i64>("sActivity", Order::Desc);
+            for (_, a) in searcher
+                .search(&*with_types(tier), &top)
+                .map_err(backend_err)?
+            {
+                if seen.insert(a) {
+                    addrs.push(a);
+                }
+            }
+        }
+        // Typos only when nothing matched as typed (Typesense's `typo_tokens_threshold = 1`):
+        // first whole-word typos, then typos in the word being typed.
+        for prefix_typos in [false, true] {
+            if !seen.is_empty() {
+                break;
+            }
+            let query = with_types(self.text_query(&nq, prefix_typos));
+            for a in self.top_by_relevance(&searcher, &*query, (limit * 4).max(20))? {
+                if seen.insert(a) {
+                    addrs.push(a);
+                }
+            }
+        }
         let cands = addrs
             .into_iter()
             .map(|a| self.load(&searcher, a))
@@ -478,7 +557,7 @@ impl Inner {
             q => NormQuery::parse(q),
         };
         if let Some(nq) = &nq {
-            must.push((Occur::Must, self.text_query(nq)));
+            must.push((Occur::Must, self.text_query(nq, true)));
         }
         let query: Box<dyn Query> = if must.is_empty() {
             Box::new(AllQuery)
@@ -720,5 +799,50 @@ impl TantivyIndex {
     /// The index schema (for diagnostics).
     pub fn schema(&self) -> Schema {
         self.inner.index.schema()
+    }
+}
+
+impl TantivyIndex {
+    /// Number of searchable segments (diagnostics: query cost grows with it).
+    pub fn segment_count(&self) -> usize {
+        self.inner.reader.searcher().segment_readers().len()
+    }
+}
+
+impl TantivyIndex {
+    /// Commits, then merges every segment into one and waits for it. Fuzzy (typo) queries cost
+    /// per segment, so `search reindex` calls this after a bulk load; steady-state indexing
+    /// leaves merging to tantivy's merge policy.
+    pub async fn compact(&self) -> Result<()> {
+        self.blocking(|inner| {
+            inner.dirty.store(true, Ordering::Release);
+            inner.commit_if_dirty()?;
+            // A background merge may hold some segments; retry until it has finished.
+            let mut last_err = None;
+            for _ in 0..300 {
+                let ids = inner.index.searchable_segment_ids().map_err(backend_err)?;
+                if ids.len() <= 1 {
+                    last_err = None;
+                    break;
+                }
+                // Take the write lock only to start the merge, not while it runs.
+                let merge = inner.writer.write().merge(&ids);
+                match merge.wait() {
+                    Ok(_) => {
+                        last_err = None;
+                        break;
+                    }
+                    Err(e) => {
+                        last_err = Some(e);
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+            if let Some(e) = last_err {
+                return Err(backend_err(e));
+            }
+            inner.reader.reload().map_err(backend_err)
+        })
+        .await
     }
 }

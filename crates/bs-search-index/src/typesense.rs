@@ -306,7 +306,8 @@ impl TypesenseIndex {
             "min_len_1typo": 4,
             "min_len_2typo": 8,
             "drop_tokens_threshold": 0,
-            "typo_tokens_threshold": per_page,
+            // Typos only when nothing matches as typed, like the tantivy backend.
+            "typo_tokens_threshold": 1,
             "per_page": per_page,
             "sort_by": "_text_match:desc,sActivity:desc",
             "highlight_fields": "none",
