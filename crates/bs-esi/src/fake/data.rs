@@ -113,6 +113,45 @@ pub struct FakeData {
     pub(crate) types: HashMap<i64, TypeRow>,
     pub(crate) systems: HashMap<i64, SystemRow>,
     pub(crate) prices: Bytes,
+    /// `killmail_time` of the sighting behind each affiliation / alliance link.
+    character_seen: HashMap<i64, String>,
+    corporation_seen: HashMap<i64, String>,
+}
+
+/// One parsed killmail line, before it is merged into the data set.
+struct ParsedKillmail {
+    id: i64,
+    time: String,
+    parties: Vec<Party>,
+    served: FakeKillmail,
+}
+
+fn parse_killmails(path: &Path) -> Result<Vec<ParsedKillmail>, String> {
+    let text = read_bytes(path)?;
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let km: KmLine = serde_json::from_slice(line)
+            .map_err(|e| format!("{}: bad killmail line: {e}", path.display()))?;
+        let mut body = String::from_utf8_lossy(line).into_owned();
+        strip_key(&mut body, "killmail_hash", &km.killmail_hash);
+        if let Some(lm) = &km.http_last_modified {
+            strip_key(&mut body, "http_last_modified", lm);
+        }
+        let mut parties = Vec::with_capacity(km.attackers.len() + 1);
+        parties.push(km.victim);
+        parties.extend(km.attackers);
+        out.push(ParsedKillmail {
+            id: km.killmail_id,
+            time: km.killmail_time,
+            parties,
+            served: FakeKillmail {
+                hash: km.killmail_hash,
+                body: Bytes::from(body),
+                last_modified: km.http_last_modified,
+            },
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -269,8 +308,24 @@ impl FakeData {
         }
         data.prices = Bytes::from(read_bytes(&esi.join("markets-prices-2025-05-13.json.gz"))?);
 
-        for file in &paths.killmail_files {
-            data.load_killmails(file)?;
+        // Parsing dominates (the week is 79k killmails): one thread per file, then
+        // apply in file order so the result does not depend on scheduling.
+        let parsed: Vec<Result<Vec<ParsedKillmail>, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = paths
+                .killmail_files
+                .iter()
+                .map(|file| scope.spawn(move || parse_killmails(file)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("killmail parser panicked".to_owned()))
+                })
+                .collect()
+        });
+        for file in parsed {
+            data.apply_killmails(file?);
         }
         Ok(data)
     }
@@ -289,46 +344,30 @@ impl FakeData {
     /// Adds the killmails of one JSONL file and everything they imply (affiliations,
     /// corporation→alliance links, generated names for ids without a real one).
     pub fn load_killmails(&mut self, path: &Path) -> Result<(), String> {
-        let text = read_bytes(path)?;
-        // Latest sighting wins for affiliations: (killmail_time, …).
-        let mut seen_at: HashMap<i64, String> = HashMap::new();
-        let mut corp_seen_at: HashMap<i64, String> = HashMap::new();
-        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let km: KmLine = serde_json::from_slice(line)
-                .map_err(|e| format!("{}: bad killmail line: {e}", path.display()))?;
-            let mut body = String::from_utf8_lossy(line).into_owned();
-            strip_key(&mut body, "killmail_hash", &km.killmail_hash);
-            if let Some(lm) = &km.http_last_modified {
-                strip_key(&mut body, "http_last_modified", lm);
-            }
-            for p in std::iter::once(&km.victim).chain(&km.attackers) {
-                self.note_party(*p, &km.killmail_time, &mut seen_at, &mut corp_seen_at);
-            }
-            self.killmails.insert(
-                km.killmail_id,
-                FakeKillmail {
-                    hash: km.killmail_hash,
-                    body: Bytes::from(body),
-                    last_modified: km.http_last_modified,
-                },
-            );
-        }
+        self.apply_killmails(parse_killmails(path)?);
         Ok(())
     }
 
-    fn note_party(
-        &mut self,
-        p: Party,
-        time: &str,
-        seen_at: &mut HashMap<i64, String>,
-        corp_seen_at: &mut HashMap<i64, String>,
-    ) {
+    fn apply_killmails(&mut self, killmails: Vec<ParsedKillmail>) {
+        for km in killmails {
+            for p in &km.parties {
+                self.note_party(*p, &km.time);
+            }
+            self.killmails.insert(km.id, km.served);
+        }
+    }
+
+    /// The latest sighting (by `killmail_time`) decides affiliations and alliance links.
+    fn note_party(&mut self, p: Party, time: &str) {
         if let Some(id) = p.character_id {
             self.generate(id, NameCategory::Character, "Pilot");
             if let Some(corporation_id) = p.corporation_id
-                && seen_at.get(&id).is_none_or(|t| t.as_str() <= time)
+                && self
+                    .character_seen
+                    .get(&id)
+                    .is_none_or(|t| t.as_str() <= time)
             {
-                seen_at.insert(id, time.to_owned());
+                self.character_seen.insert(id, time.to_owned());
                 self.affiliations.insert(
                     id,
                     Affil {
@@ -351,8 +390,12 @@ impl FakeData {
                 name,
                 alliance_id: None,
             });
-            if corp_seen_at.get(&corp).is_none_or(|t| t.as_str() <= time) {
-                corp_seen_at.insert(corp, time.to_owned());
+            if self
+                .corporation_seen
+                .get(&corp)
+                .is_none_or(|t| t.as_str() <= time)
+            {
+                self.corporation_seen.insert(corp, time.to_owned());
                 entry.alliance_id = p.alliance_id;
             }
         }
