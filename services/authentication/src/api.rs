@@ -227,8 +227,7 @@ fn clear_session_cookies(s: &AuthService, r: &mut Response) {
 
 // ------------------------------------------------------------------ extractors
 
-/// Where the request came from. The peer address only: proxy headers are not trusted
-/// (no trusted-proxy list is configured).
+/// Where the request came from (see [`client_ip`]).
 pub struct Meta(pub RequestMeta);
 
 impl<S: Send + Sync> FromRequestParts<S> for Meta {
@@ -239,12 +238,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
     }
 }
 
-fn meta_of(parts: &Parts) -> RequestMeta {
-    let ip = parts
+/// The client address. Proxy headers are trusted only from a loopback peer or an
+/// in-process caller (no peer at all: the BFF driving this router directly), and then
+/// only the last `X-Forwarded-For` hop, the one that trusted hop appended itself.
+fn client_ip(parts: &Parts) -> String {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned());
+        .map(|c| c.0.ip());
+    let trusted_hop = peer.is_none_or(|ip| ip.is_loopback());
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim)
+        .and_then(|v| v.parse::<std::net::IpAddr>().ok());
+    match (trusted_hop, forwarded, peer) {
+        (true, Some(ip), _) => ip.to_string(),
+        (_, _, Some(ip)) => ip.to_string(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+fn meta_of(parts: &Parts) -> RequestMeta {
+    let ip = client_ip(parts);
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)

@@ -1,8 +1,10 @@
 //! [`AuthClient`]: how other services (the BFF first) ask "may this user do that?".
 //!
-//! One type, two transports, so callers never branch on topology: in all-in-one mode
-//! it holds the authentication service's state and answers in-process; in split mode
-//! it POSTs to the service's `/authorize`. The API is deliberately tiny:
+//! One type, several transports, so callers never branch on topology: it holds the
+//! authentication service's state and answers in-process ([`crate::start_with_client`]),
+//! or goes through the runtime's service directory ([`AuthClient::from_services`]: the
+//! in-process router in all-in-one mode, HTTP in split mode), or POSTs to a base URL
+//! ([`AuthClient::remote`]). The API is deliberately tiny:
 //!
 //! ```text
 //! let answer = client.authorize(Subject::SessionCookie(cookie_header), "battle-reports", "view").await?;
@@ -38,7 +40,13 @@ pub enum AuthClientError {
 #[derive(Clone)]
 enum Transport {
     Local(Arc<AuthService>),
-    Remote { http: reqwest::Client, url: String },
+    Remote {
+        http: reqwest::Client,
+        url: String,
+    },
+    /// Through the runtime's service directory (in-process router or HTTP, as the
+    /// binary registered it).
+    Directory(bs_runtime::client::ServiceClient),
 }
 
 /// The client; cheap to clone.
@@ -52,6 +60,7 @@ impl std::fmt::Debug for AuthClient {
         match &self.transport {
             Transport::Local(_) => f.write_str("AuthClient(local)"),
             Transport::Remote { url, .. } => write!(f, "AuthClient(remote {url})"),
+            Transport::Directory(_) => f.write_str("AuthClient(directory)"),
         }
     }
 }
@@ -75,6 +84,19 @@ impl AuthClient {
         Self {
             transport: Transport::Local(service),
         }
+    }
+
+    /// A client through the runtime's service directory: works in every topology the
+    /// binary sets up (`ctx.services`), once the authentication service is registered.
+    pub fn from_services(
+        services: &bs_runtime::client::ServiceDirectory,
+    ) -> Result<Self, AuthClientError> {
+        let client = services
+            .get(bs_config::ServiceName::Authentication)
+            .map_err(|e| AuthClientError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            transport: Transport::Directory(client),
+        })
     }
 
     /// A client for a service at `base_url` (e.g. `http://127.0.0.1:3007`).
@@ -109,7 +131,14 @@ impl AuthClient {
                 }
             },
         };
+        let body = serde_json::json!({
+            "account_id": account_id, "session_id": session_id, "feature": feature, "action": action,
+        });
         match &self.transport {
+            Transport::Directory(client) => client
+                .send_json(axum::http::Method::POST, "/authorize", &body)
+                .await
+                .map_err(|e| AuthClientError::Unavailable(e.to_string())),
             Transport::Local(service) => {
                 let result = match (account_id, session_id) {
                     (Some(a), _) => service
@@ -129,9 +158,6 @@ impl AuthClient {
                 })
             }
             Transport::Remote { http, url } => {
-                let body = serde_json::json!({
-                    "account_id": account_id, "session_id": session_id, "feature": feature, "action": action,
-                });
                 let resp = http
                     .post(url)
                     .json(&body)

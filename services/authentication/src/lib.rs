@@ -186,6 +186,33 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
     Ok(start_with_client(ctx).await?.0)
 }
 
+/// `battlescope auth rotate-key`, after the operator put a new key first in
+/// `auth.token_keys` (keeping the old ones after it): re-encrypts every stored grant
+/// under the new active key. Returns `(moved, undecryptable)`; once it reports
+/// `(0, 0)` on a second run, the old keys can be removed from the configuration.
+/// A new key entry for the spec comes from `bs_sso::TokenCipher::generate_key_spec`.
+pub async fn reencrypt_tokens(config: &bs_config::Config) -> anyhow::Result<(u64, u64)> {
+    let db = bs_runtime::open_database(config, ServiceName::Authentication, &[MIGRATIONS]).await?;
+    let http = reqwest::Client::new();
+    let sso = service::sso_from_config(config, http)?
+        .context("sso is not configured: there are no grants to re-encrypt")?;
+    let service = build(Deps {
+        store: Arc::new(SqlAuthStore::new(db.clone())),
+        sso: Some(sso),
+        settings: Settings::from_config(config)?,
+        clock: Arc::new(bs_runtime::SystemClock),
+        cache: Arc::new(bs_cache::MemoryCache::new(16)),
+        affiliations: Arc::new(NoAffiliations),
+    })
+    .await?;
+    let report = service
+        .reencrypt_tokens()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    db.close().await;
+    Ok(report)
+}
+
 /// The in-process client for an already built service (tests, custom wiring).
 pub fn client_for(service: &Arc<AuthService>) -> AuthClient {
     AuthClient::local(service.clone())

@@ -334,6 +334,37 @@ async fn login_and_callback_are_rate_limited() {
 }
 
 #[tokio::test]
+async fn forwarded_addresses_are_trusted_only_from_a_local_hop() {
+    let w = World::new().await;
+    // Behind a local reverse proxy: each client has its own bucket.
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        let mut b = Browser::at("127.0.0.1:8080");
+        b.extra = vec![("x-forwarded-for".into(), format!("10.9.9.9, {client}"))];
+        for _ in 0..30 {
+            assert_eq!(b.get(&w, "/auth/login").await.status, StatusCode::SEE_OTHER);
+        }
+        assert_eq!(
+            b.get(&w, "/auth/login").await.status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    // A remote client cannot escape its bucket by inventing the header.
+    let mut remote = Browser::at("198.51.100.7:4444");
+    for i in 0..30 {
+        remote.extra = vec![("x-forwarded-for".into(), format!("192.0.2.{i}"))];
+        assert_eq!(
+            remote.get(&w, "/auth/login").await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
+    remote.extra = vec![("x-forwarded-for".into(), "192.0.2.200".into())];
+    assert_eq!(
+        remote.get(&w, "/auth/login").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
 async fn unauthenticated_and_unknown_requests() {
     let w = World::new().await;
     let mut b = Browser::new();

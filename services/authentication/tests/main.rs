@@ -5,6 +5,7 @@
 //! * `jwt`: the JWT attack cases through the service's validator.
 //! * `secrets`: refresh tokens never in plain text on disk or in logs.
 //! * `store_suite`: the `AuthStore` conformance suite on SQLite and PostgreSQL.
+//! * `wiring`: `start_with_client` from configuration, shutdown, key rotation.
 
 mod attacks;
 mod flows;
@@ -12,3 +13,4 @@ mod jwt;
 mod secrets;
 mod store_suite;
 mod support;
+mod wiring;
