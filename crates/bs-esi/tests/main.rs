@@ -580,3 +580,19 @@ async fn abandoned_calls_do_not_leak_budget_or_concurrency() {
     let names = esi.names(&[3_019_582]).await;
     assert_eq!(names.found.len(), 1, "{:?}", names.error);
 }
+
+#[tokio::test]
+async fn a_test_can_add_its_own_entities_to_the_fake() {
+    let mut data = FakeData::default();
+    data.insert_name(2_112_000_001, "Test Pilot", NameCategory::Character);
+    data.insert_affiliation(2_112_000_001, 98_000_001, Some(99_000_001));
+    let fake = FakeEsi::start_with(FakeSettings::default(), Arc::new(data))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let esi = client(&fake);
+    let names = esi.names(&[2_112_000_001, 2_112_000_002]).await;
+    assert_eq!(names.found[0].name, "Test Pilot");
+    assert_eq!(names.unknown, vec![2_112_000_002]);
+    let aff = esi.affiliations(&[2_112_000_001]).await;
+    assert_eq!(aff.found[0].alliance_id, Some(99_000_001));
+}

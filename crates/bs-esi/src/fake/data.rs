@@ -422,6 +422,29 @@ impl FakeData {
         });
     }
 
+    /// Adds (or replaces) a name, e.g. a test's own character. Marked as not generated:
+    /// the caller vouches for it.
+    pub fn insert_name(&mut self, id: i64, name: &str, category: NameCategory) {
+        self.put_name(id, name.to_owned(), category);
+    }
+
+    /// Sets what `/characters/affiliation` answers for `character_id`.
+    pub fn insert_affiliation(
+        &mut self,
+        character_id: i64,
+        corporation_id: i64,
+        alliance_id: Option<i64>,
+    ) {
+        self.affiliations.insert(
+            character_id,
+            Affil {
+                corporation_id,
+                alliance_id,
+                faction_id: None,
+            },
+        );
+    }
+
     /// The killmail with this id, if loaded.
     pub fn killmail(&self, killmail_id: i64) -> Option<&FakeKillmail> {
         self.killmails.get(&killmail_id)
