@@ -596,3 +596,117 @@ async fn a_test_can_add_its_own_entities_to_the_fake() {
     let aff = esi.affiliations(&[2_112_000_001]).await;
     assert_eq!(aff.found[0].alliance_id, Some(99_000_001));
 }
+
+/// A recorder that sums counters and keeps the last gauge value, keyed `name{labels}`.
+#[derive(Default)]
+struct TestRecorder {
+    values: Arc<parking_lot::Mutex<BTreeMap<String, f64>>>,
+}
+
+struct Slot {
+    key: String,
+    values: Arc<parking_lot::Mutex<BTreeMap<String, f64>>>,
+}
+
+impl metrics::CounterFn for Slot {
+    fn increment(&self, value: u64) {
+        *self.values.lock().entry(self.key.clone()).or_default() += value as f64;
+    }
+    fn absolute(&self, value: u64) {
+        self.values.lock().insert(self.key.clone(), value as f64);
+    }
+}
+
+impl metrics::GaugeFn for Slot {
+    fn increment(&self, value: f64) {
+        *self.values.lock().entry(self.key.clone()).or_default() += value;
+    }
+    fn decrement(&self, value: f64) {
+        *self.values.lock().entry(self.key.clone()).or_default() -= value;
+    }
+    fn set(&self, value: f64) {
+        self.values.lock().insert(self.key.clone(), value);
+    }
+}
+
+impl TestRecorder {
+    fn slot(&self, key: &metrics::Key) -> Arc<Slot> {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        Arc::new(Slot {
+            key: format!("{}{{{}}}", key.name(), labels.join(",")),
+            values: Arc::clone(&self.values),
+        })
+    }
+
+    fn get(&self, key: &str) -> f64 {
+        self.values.lock().get(key).copied().unwrap_or(0.0)
+    }
+}
+
+impl metrics::Recorder for TestRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.slot(key))
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(self.slot(key))
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_retries_cache_hits_and_the_error_budget() {
+    let recorder = TestRecorder::default();
+    // Current-thread runtime: every task of this test runs under this local recorder.
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let fake = fake().await;
+    let esi = client(&fake);
+    fake.fail_next(1, 503);
+    let alliance = 99_000_008;
+    assert!(esi.alliance(alliance).await.is_ok());
+    assert!(esi.alliance(alliance).await.is_ok());
+    assert_eq!(
+        recorder.get("esi_requests_total{endpoint=alliance,status=503}"),
+        1.0
+    );
+    assert_eq!(
+        recorder.get("esi_requests_total{endpoint=alliance,status=200}"),
+        1.0
+    );
+    assert_eq!(recorder.get("esi_retries_total{endpoint=alliance}"), 1.0);
+    assert_eq!(
+        recorder.get("esi_cache_hits_total{endpoint=alliance,kind=fresh}"),
+        1.0
+    );
+    // The fake's limit is 100 and one 503 was served.
+    assert_eq!(recorder.get("esi_error_limit_remaining{}"), 99.0);
+}
