@@ -37,6 +37,35 @@ pub enum Command {
         /// Only this service's database (default: every service that has one).
         service: Option<ServiceName>,
     },
+    /// Import killmails from local files: JSONL (plain, .gz, .zst) of ESI killmails with or without
+    /// a zkb block, R2Z2 entries, RedisQ packages, EVE Ref tarballs, or folders of them.
+    /// Importing the same file twice adds nothing.
+    Import {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Backfill a range of days from zKillboard history or EVE Ref archives (resumable per day).
+    Backfill {
+        /// First day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day, YYYY-MM-DD (UTC), inclusive.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// `everef` (daily archives) or `zkb_history` (id/hash lists + ESI bodies).
+        #[arg(long, default_value = "everef")]
+        source: String,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Authentication maintenance.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Static data (SDE) maintenance.
     Sde {
         #[command(subcommand)]
@@ -47,6 +76,17 @@ pub enum Command {
         /// Print the effective configuration after file and environment instead.
         #[arg(long)]
         effective: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Re-encrypt every stored ESI token under the first key of `auth.token_keys`
+    /// (put the new key first, keep the old ones after it, run this, then drop the old ones).
+    RotateKey {
+        /// Print a fresh key entry to put first in `auth.token_keys`, and change nothing.
+        #[arg(long)]
+        generate: bool,
     },
 }
 
@@ -74,17 +114,61 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => crate::topology::all_in_one(config()?, crate::topology::Mode::Demo).await,
         Command::Run => crate::topology::all_in_one(config()?, crate::topology::Mode::Live).await,
         Command::Serve { services } => crate::topology::split(config()?, services).await,
-        Command::Sde { command: SdeCommand::Import { path } } => sde_import(&config()?, &path),
+        Command::Import { paths, quiet } => {
+            let summary = bs_ingestion::import_paths(&config()?, &paths, !quiet).await?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Backfill {
+            from,
+            to,
+            source,
+            quiet,
+        } => {
+            let job = bs_ingestion::backfill(&config()?, from, to, &source, !quiet).await?;
+            println!("{job:?}");
+            Ok(())
+        }
+        Command::Auth {
+            command: AuthCommand::RotateKey { generate: true },
+        } => {
+            // Key ids are dated so an operator can tell old from new at a glance.
+            let kid = bs_sso::KeyId::parse(&chrono::Utc::now().format("k%Y%m%d%H%M%S").to_string())
+                .map_err(|e| anyhow::anyhow!("key id: {e}"))?;
+            let spec = bs_sso::TokenCipher::generate_key_spec(&kid)
+                .map_err(|e| anyhow::anyhow!("generating a key: {e}"))?;
+            println!("{}", spec.expose());
+            Ok(())
+        }
+        Command::Auth {
+            command: AuthCommand::RotateKey { generate: false },
+        } => {
+            let (moved, undecryptable) = bs_authentication::reencrypt_tokens(&config()?).await?;
+            println!(
+                "re-encrypted {moved} tokens; {undecryptable} could not be decrypted with the configured keys"
+            );
+            Ok(())
+        }
+        Command::Sde {
+            command: SdeCommand::Import { path },
+        } => sde_import(&config()?, &path),
         Command::Migrate { service } => crate::topology::migrate(config()?, service).await,
     }
 }
 
 fn sde_import(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {
-    let bundle = bs_sde::import_official_sde(path).with_context(|| format!("reading the SDE at {}", path.display()))?;
+    let bundle = bs_sde::import_official_sde(path)
+        .with_context(|| format!("reading the SDE at {}", path.display()))?;
     let out = config.data_dir.join("sde");
-    bundle.write_dir(&out).with_context(|| format!("writing {}", out.display()))?;
+    bundle
+        .write_dir(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
     // Load it back: what was written must be usable.
     let data = bs_sde::StaticData::load_dir(&out).context("loading the imported static data")?;
-    println!("static data {} written to {}", data.version(), out.display());
+    println!(
+        "static data {} written to {}",
+        data.version(),
+        out.display()
+    );
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! service code runs either way — the topology lives here, in [`topology`].
 
 mod cli;
+mod sample;
 mod services;
 mod topology;
 

@@ -113,6 +113,34 @@ pub async fn all_in_one(mut config: Config, mode: Mode) -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %listen, mode = ?mode, "battlescope is listening");
     eprintln!("BattleScope is up: http://{listen}/");
+    if mode == Mode::Demo {
+        // Import in the background so the UI is up at once; the import is idempotent, so a
+        // restarted demo adds nothing, and the running services pick the rows up from the outbox.
+        // The import future is not `Send`, so it gets a thread and a runtime of its own.
+        let config = Arc::clone(&ctx.config);
+        std::thread::spawn(move || {
+            let paths = match crate::sample::materialise(&config.data_dir) {
+                Ok(p) => p,
+                Err(e) => return tracing::error!(error = %e, "cannot write the bundled sample"),
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!(error = %e, "cannot start the import runtime"),
+            };
+            match runtime.block_on(bs_ingestion::import_paths(&config, &paths, false)) {
+                Ok(summary) => tracing::info!(
+                    new = summary.new,
+                    duplicate = summary.duplicate,
+                    rejected = summary.rejected,
+                    "sample data imported"
+                ),
+                Err(e) => tracing::error!(error = %e, "sample import failed"),
+            }
+        });
+    }
     serve(listener, app, ctx.shutdown.clone()).await?;
     drain(handles).await;
     Ok(())

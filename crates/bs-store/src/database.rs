@@ -23,7 +23,10 @@ pub enum StoreTarget {
     /// An embedded file, created if missing.
     Sqlite(PathBuf),
     /// A database on a PostgreSQL server, created if missing. `server_url` has no database path.
-    Postgres { server_url: String, database: String },
+    Postgres {
+        server_url: String,
+        database: String,
+    },
 }
 
 /// A connection pool to one service's database.
@@ -43,9 +46,10 @@ impl Database {
         sqlx::any::install_default_drivers();
         match target {
             StoreTarget::Sqlite(path) => Self::open_sqlite(path, max_connections).await,
-            StoreTarget::Postgres { server_url, database } => {
-                Self::open_postgres(server_url, database, max_connections).await
-            }
+            StoreTarget::Postgres {
+                server_url,
+                database,
+            } => Self::open_postgres(server_url, database, max_connections).await,
         }
     }
 
@@ -55,11 +59,17 @@ impl Database {
                 .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        let options: AnyConnectOptions = url.parse::<AnyConnectOptions>()?.disable_statement_logging();
+        let options: AnyConnectOptions = url
+            .parse::<AnyConnectOptions>()?
+            .disable_statement_logging();
         // WAL survives in the file; the others are per connection. synchronous=FULL
         // makes each commit durable across power loss, which a cursor needs.
         let pool = AnyPoolOptions::new()
-            .max_connections(if max_connections == 0 { 4 } else { max_connections })
+            .max_connections(if max_connections == 0 {
+                4
+            } else {
+                max_connections
+            })
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(|conn, _| {
                 Box::pin(async move {
@@ -80,18 +90,36 @@ impl Database {
         })
     }
 
-    async fn open_postgres(server_url: &str, database: &str, max_connections: u32) -> StoreResult<Self> {
-        if !database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || database.is_empty() {
-            return Err(StoreError::Config(format!("invalid database name `{database}`")));
+    async fn open_postgres(
+        server_url: &str,
+        database: &str,
+        max_connections: u32,
+    ) -> StoreResult<Self> {
+        if !database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || database.is_empty()
+        {
+            return Err(StoreError::Config(format!(
+                "invalid database name `{database}`"
+            )));
         }
-        let server = url::Url::parse(server_url)
-            .map_err(|e| StoreError::Config(format!("store.url `{}`: {e}", redact_url(server_url))))?;
+        let server = url::Url::parse(server_url).map_err(|e| {
+            StoreError::Config(format!("store.url `{}`: {e}", redact_url(server_url)))
+        })?;
         create_postgres_database_if_missing(&server, database).await?;
         let mut db_url = server.clone();
         db_url.set_path(database);
-        let options: AnyConnectOptions = db_url.as_str().parse::<AnyConnectOptions>()?.disable_statement_logging();
+        let options: AnyConnectOptions = db_url
+            .as_str()
+            .parse::<AnyConnectOptions>()?
+            .disable_statement_logging();
         let pool = AnyPoolOptions::new()
-            .max_connections(if max_connections == 0 { 8 } else { max_connections })
+            .max_connections(if max_connections == 0 {
+                8
+            } else {
+                max_connections
+            })
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
@@ -115,6 +143,19 @@ impl Database {
         &self.label
     }
 
+    /// Begins a write transaction. Use this, not `pool().begin()`: on SQLite it
+    /// is `BEGIN IMMEDIATE`, which takes the write lock up front (waiting up to
+    /// the busy timeout). A deferred transaction that reads and then writes
+    /// cannot wait for the lock — SQLite fails the upgrade at once with
+    /// `SQLITE_BUSY` — so every read-then-write transaction must start here.
+    pub async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
     /// A cheap round trip, for `/ready`.
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -132,16 +173,25 @@ impl Database {
 async fn create_postgres_database_if_missing(server: &url::Url, database: &str) -> StoreResult<()> {
     let mut admin = server.clone();
     admin.set_path("postgres");
-    let mut conn = admin.as_str().parse::<AnyConnectOptions>()?.disable_statement_logging().connect().await?;
-    let exists: Option<(i64,)> = sqlx::query_as("SELECT CAST(1 AS BIGINT) FROM pg_database WHERE datname = $1")
-        .bind(database)
-        .fetch_optional(&mut conn)
+    let mut conn = admin
+        .as_str()
+        .parse::<AnyConnectOptions>()?
+        .disable_statement_logging()
+        .connect()
         .await?;
+    let exists: Option<(i64,)> =
+        sqlx::query_as("SELECT CAST(1 AS BIGINT) FROM pg_database WHERE datname = $1")
+            .bind(database)
+            .fetch_optional(&mut conn)
+            .await?;
     if exists.is_none() {
         // The name was checked to be [A-Za-z0-9_]+ above, so quoting it is safe.
         let create = format!("CREATE DATABASE \"{database}\"");
         if let Err(e) = conn.execute(crate::dynamic_sql(create)).await {
-            let duplicate = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04" || c == "23505");
+            let duplicate = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04" || c == "23505");
             if !duplicate {
                 return Err(e.into());
             }

@@ -32,9 +32,17 @@ pub use sqlx;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
-    #[error("migration {component}/{version} ({name}) was changed after it was applied (checksum mismatch)")]
-    MigrationChanged { component: String, version: i64, name: String },
-    #[error("database has migration {component}/{version} that this build does not know; refusing to run an older build")]
+    #[error(
+        "migration {component}/{version} ({name}) was changed after it was applied (checksum mismatch)"
+    )]
+    MigrationChanged {
+        component: String,
+        version: i64,
+        name: String,
+    },
+    #[error(
+        "database has migration {component}/{version} that this build does not know; refusing to run an older build"
+    )]
     UnknownMigration { component: String, version: i64 },
     #[error("invalid store configuration: {0}")]
     Config(String),

@@ -64,12 +64,18 @@ impl Database {
         let mut conn = self.pool().acquire().await?;
         conn.execute(CREATE_TABLE).await?;
         if self.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock($1)").bind(PG_LOCK_KEY).execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(PG_LOCK_KEY)
+                .execute(&mut *conn)
+                .await?;
         }
         let result = self.migrate_locked(&mut conn, sets).await;
         if self.backend() == Backend::Postgres {
             // Release even after a failure, so a fixed build can retry.
-            sqlx::query("SELECT pg_advisory_unlock($1)").bind(PG_LOCK_KEY).execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(PG_LOCK_KEY)
+                .execute(&mut *conn)
+                .await?;
         }
         result
     }
@@ -92,7 +98,10 @@ impl Database {
                     .await?;
             for (version, _, _) in &applied {
                 if !list.iter().any(|m| m.version == *version) {
-                    return Err(StoreError::UnknownMigration { component: set.component.into(), version: *version });
+                    return Err(StoreError::UnknownMigration {
+                        component: set.component.into(),
+                        version: *version,
+                    });
                 }
             }
             let mut sorted: Vec<&Migration> = list.iter().collect();
@@ -110,7 +119,9 @@ impl Database {
                     continue;
                 }
                 let mut tx = conn.begin().await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql)).execute(&mut *tx).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql))
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO schema_migrations (component, version, name, checksum, applied_at) VALUES ($1, $2, $3, $4, $5)",
                 )
@@ -122,7 +133,13 @@ impl Database {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                tracing::info!(database = self.label(), component = set.component, version = m.version, name = m.name, "applied migration");
+                tracing::info!(
+                    database = self.label(),
+                    component = set.component,
+                    version = m.version,
+                    name = m.name,
+                    "applied migration"
+                );
                 report.applied.push((set.component.to_owned(), m.version));
             }
         }
@@ -161,7 +178,13 @@ mod tests {
 
     #[test]
     fn checksum_is_stable_and_sensitive() {
-        assert_eq!(checksum("CREATE TABLE a (x BIGINT)"), checksum("CREATE TABLE a (x BIGINT)"));
-        assert_ne!(checksum("CREATE TABLE a (x BIGINT)"), checksum("CREATE TABLE a (x TEXT)"));
+        assert_eq!(
+            checksum("CREATE TABLE a (x BIGINT)"),
+            checksum("CREATE TABLE a (x BIGINT)")
+        );
+        assert_ne!(
+            checksum("CREATE TABLE a (x BIGINT)"),
+            checksum("CREATE TABLE a (x TEXT)")
+        );
     }
 }

@@ -24,14 +24,17 @@ const BATCH: i64 = 1000;
 
 /// Adds an event to the outbox within the caller's transaction.
 pub async fn enqueue(conn: &mut AnyConnection, envelope: &Envelope) -> StoreResult<()> {
-    let payload = serde_json::to_string(envelope).map_err(|e| crate::StoreError::Other(e.to_string()))?;
-    sqlx::query("INSERT INTO outbox (topic, event_key, payload, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&envelope.event_type)
-        .bind(&envelope.key)
-        .bind(payload)
-        .bind(envelope.time.timestamp_millis())
-        .execute(conn)
-        .await?;
+    let payload =
+        serde_json::to_string(envelope).map_err(|e| crate::StoreError::Other(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO outbox (topic, event_key, payload, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&envelope.event_type)
+    .bind(&envelope.key)
+    .bind(payload)
+    .bind(envelope.time.timestamp_millis())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -43,7 +46,9 @@ impl Database {
 
     /// Rows waiting to be published.
     pub async fn outbox_pending(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox").fetch_one(self.pool()).await?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
+            .fetch_one(self.pool())
+            .await?;
         Ok(n)
     }
 }
@@ -58,7 +63,11 @@ pub struct OutboxRelay {
 
 impl OutboxRelay {
     pub fn new(db: Database, bus: Arc<dyn EventBus>) -> Self {
-        Self { db, bus, idle_poll: Duration::from_millis(250) }
+        Self {
+            db,
+            bus,
+            idle_poll: Duration::from_millis(250),
+        }
     }
 
     /// Runs until `shutdown`, then drains what is already committed.
@@ -91,10 +100,12 @@ impl OutboxRelay {
 
     /// Publishes one batch in id order; returns how many rows it moved.
     pub async fn relay_once(&self) -> StoreResult<usize> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         if self.db.backend() == Backend::Postgres {
             // One relay at a time per database keeps per-key order across replicas.
-            let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(7106)").fetch_one(&mut *tx).await?;
+            let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(7106)")
+                .fetch_one(&mut *tx)
+                .await?;
             if !locked {
                 return Ok(0);
             }
@@ -111,16 +122,29 @@ impl OutboxRelay {
         let mut start = 0;
         while start < rows.len() {
             let topic = &rows[start].1;
-            let end = rows[start..].iter().position(|r| &r.1 != topic).map_or(rows.len(), |p| start + p);
+            let end = rows[start..]
+                .iter()
+                .position(|r| &r.1 != topic)
+                .map_or(rows.len(), |p| start + p);
             let records: Vec<Record> = rows[start..end]
                 .iter()
-                .map(|(_, _, key, payload)| Record { key: key.clone(), payload: payload.clone().into_bytes().into() })
+                .map(|(_, _, key, payload)| Record {
+                    key: key.clone(),
+                    payload: payload.clone().into_bytes().into(),
+                })
                 .collect();
-            self.bus.publish(topic, &records).await.map_err(|e| crate::StoreError::Other(e.to_string()))?;
-            metrics::counter!("battlescope_outbox_published_total", "topic" => topic.clone()).increment(records.len() as u64);
+            self.bus
+                .publish(topic, &records)
+                .await
+                .map_err(|e| crate::StoreError::Other(e.to_string()))?;
+            metrics::counter!("battlescope_outbox_published_total", "topic" => topic.clone())
+                .increment(records.len() as u64);
             start = end;
         }
-        sqlx::query("DELETE FROM outbox WHERE id <= $1").bind(last_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM outbox WHERE id <= $1")
+            .bind(last_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(rows.len())
     }

@@ -8,25 +8,55 @@ use bs_bus::{BusResult, Consumer, EventBus, Record};
 use bs_store::{Backend, Database, Migration, MigrationSet, StoreError, StoreTarget, outbox};
 use parking_lot::Mutex;
 
-const V1: &[Migration] = &[Migration { version: 1, name: "t", sql: "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT NOT NULL)" }];
+const V1: &[Migration] = &[Migration {
+    version: 1,
+    name: "t",
+    sql: "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+}];
 const V2: &[Migration] = &[
-    Migration { version: 1, name: "t", sql: "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT NOT NULL)" },
-    Migration { version: 2, name: "t_score", sql: "ALTER TABLE t ADD COLUMN score DOUBLE PRECISION; CREATE INDEX t_score_idx ON t (score);" },
+    Migration {
+        version: 1,
+        name: "t",
+        sql: "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+    },
+    Migration {
+        version: 2,
+        name: "t_score",
+        sql: "ALTER TABLE t ADD COLUMN score DOUBLE PRECISION; CREATE INDEX t_score_idx ON t (score);",
+    },
 ];
-const EDITED: &[Migration] = &[Migration { version: 1, name: "t", sql: "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)" }];
+const EDITED: &[Migration] = &[Migration {
+    version: 1,
+    name: "t",
+    sql: "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)",
+}];
 
 fn set(list: &'static [Migration]) -> MigrationSet {
-    MigrationSet { component: "test", sqlite: list, postgres: list }
+    MigrationSet {
+        component: "test",
+        sqlite: list,
+        postgres: list,
+    }
 }
 
 /// A fresh database on each backend available.
 async fn databases() -> Vec<(Database, Option<tempfile::TempDir>)> {
     let dir = bs_testkit::temp_dir();
-    let sqlite = Database::open(&StoreTarget::Sqlite(dir.path().join("test.db")), 0).await.unwrap();
+    let sqlite = Database::open(&StoreTarget::Sqlite(dir.path().join("test.db")), 0)
+        .await
+        .unwrap();
     let mut out = vec![(sqlite, Some(dir))];
     if let Some(url) = bs_testkit::engine(bs_testkit::POSTGRES) {
-        let target = StoreTarget::Postgres { server_url: url, database: bs_testkit::unique_name("bs_test") };
-        out.push((Database::open(&target, 0).await.expect("postgres reachable"), None));
+        let target = StoreTarget::Postgres {
+            server_url: url,
+            database: bs_testkit::unique_name("bs_test"),
+        };
+        out.push((
+            Database::open(&target, 0)
+                .await
+                .expect("postgres reachable"),
+            None,
+        ));
     }
     out
 }
@@ -35,7 +65,12 @@ async fn databases() -> Vec<(Database, Option<tempfile::TempDir>)> {
 async fn migrations_apply_once_and_in_order() {
     for (db, _dir) in databases().await {
         let first = db.migrate(&[set(V1)]).await.unwrap();
-        assert_eq!(first.applied, vec![("test".to_string(), 1)], "{:?}", db.backend());
+        assert_eq!(
+            first.applied,
+            vec![("test".to_string(), 1)],
+            "{:?}",
+            db.backend()
+        );
         let again = db.migrate(&[set(V1)]).await.unwrap();
         assert!(again.applied.is_empty());
         assert_eq!(again.already_applied, 1);
@@ -49,7 +84,10 @@ async fn migrations_apply_once_and_in_order() {
             .execute(db.pool())
             .await
             .unwrap();
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t").fetch_one(db.pool()).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
         assert_eq!(n, 1);
     }
 }
@@ -60,23 +98,39 @@ async fn edited_or_unknown_migrations_are_refused() {
         db.migrate(&[set(V2)]).await.unwrap();
         let err = db.migrate(&[set(EDITED)]).await.unwrap_err();
         // EDITED lacks version 2, which the database has: an older build must not run.
-        assert!(matches!(err, StoreError::UnknownMigration { version: 2, .. }), "{err}");
+        assert!(
+            matches!(err, StoreError::UnknownMigration { version: 2, .. }),
+            "{err}"
+        );
         let edited_v2: &'static [Migration] = Box::leak(Box::new([
             V2[0],
-            Migration { version: 2, name: "t_score", sql: "ALTER TABLE t ADD COLUMN score BIGINT" },
+            Migration {
+                version: 2,
+                name: "t_score",
+                sql: "ALTER TABLE t ADD COLUMN score BIGINT",
+            },
         ]));
         let err = db.migrate(&[set(edited_v2)]).await.unwrap_err();
-        assert!(matches!(err, StoreError::MigrationChanged { version: 2, .. }), "{err}");
+        assert!(
+            matches!(err, StoreError::MigrationChanged { version: 2, .. }),
+            "{err}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_failing_migration_leaves_nothing_half_applied() {
     for (db, _dir) in databases().await {
-        let broken: &'static [Migration] =
-            &[Migration { version: 1, name: "broken", sql: "CREATE TABLE ok_table (id BIGINT); THIS IS NOT SQL;" }];
+        let broken: &'static [Migration] = &[Migration {
+            version: 1,
+            name: "broken",
+            sql: "CREATE TABLE ok_table (id BIGINT); THIS IS NOT SQL;",
+        }];
         assert!(db.migrate(&[set(broken)]).await.is_err());
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_migrations").fetch_one(db.pool()).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
         assert_eq!(n, 0);
         // Fixed, the same version applies cleanly.
         db.migrate(&[set(V1)]).await.unwrap();
@@ -85,9 +139,14 @@ async fn a_failing_migration_leaves_nothing_half_applied() {
 
 #[tokio::test]
 async fn postgres_database_is_created_if_missing_and_reopened() {
-    let Some(url) = bs_testkit::engine(bs_testkit::POSTGRES) else { return };
+    let Some(url) = bs_testkit::engine(bs_testkit::POSTGRES) else {
+        return;
+    };
     let name = bs_testkit::unique_name("bs_create");
-    let target = StoreTarget::Postgres { server_url: url, database: name };
+    let target = StoreTarget::Postgres {
+        server_url: url,
+        database: name,
+    };
     let db = Database::open(&target, 0).await.unwrap();
     assert_eq!(db.backend(), Backend::Postgres);
     db.migrate(&[set(V1)]).await.unwrap();
@@ -115,7 +174,9 @@ impl EventBus for RecordingBus {
         if *self.fail.lock() {
             return Err(bs_bus::BusError::Backend("down".into()));
         }
-        self.published.lock().extend(records.iter().map(|r| (topic.to_owned(), r.clone())));
+        self.published
+            .lock()
+            .extend(records.iter().map(|r| (topic.to_owned(), r.clone())));
         Ok(())
     }
     async fn subscribe(&self, _: &str, _: &[&str]) -> BusResult<Box<dyn Consumer>> {
@@ -150,14 +211,29 @@ async fn outbox_publishes_committed_events_in_order_and_only_those() {
 
         // A committed transaction: its row and its events.
         let mut tx = db.pool().begin().await.unwrap();
-        sqlx::query("INSERT INTO t (id, name) VALUES (1, 'a')").execute(&mut *tx).await.unwrap();
-        for (i, topic) in ["killmail.ingested", "killmail.ingested", "battle.created", "killmail.ingested"].iter().enumerate() {
-            outbox::enqueue(&mut tx, &envelope(topic, i as i64)).await.unwrap();
+        sqlx::query("INSERT INTO t (id, name) VALUES (1, 'a')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        for (i, topic) in [
+            "killmail.ingested",
+            "killmail.ingested",
+            "battle.created",
+            "killmail.ingested",
+        ]
+        .iter()
+        .enumerate()
+        {
+            outbox::enqueue(&mut tx, &envelope(topic, i as i64))
+                .await
+                .unwrap();
         }
         tx.commit().await.unwrap();
         // A rolled-back one publishes nothing.
         let mut tx = db.pool().begin().await.unwrap();
-        outbox::enqueue(&mut tx, &envelope("killmail.ingested", 99)).await.unwrap();
+        outbox::enqueue(&mut tx, &envelope("killmail.ingested", 99))
+            .await
+            .unwrap();
         tx.rollback().await.unwrap();
 
         // The bus is down: nothing is lost, the rows wait.
@@ -169,8 +245,19 @@ async fn outbox_publishes_committed_events_in_order_and_only_those() {
         assert_eq!(relay.relay_once().await.unwrap(), 4);
         assert_eq!(db.outbox_pending().await.unwrap(), 0);
         let published = bus.published.lock().clone();
-        let keys: Vec<_> = published.iter().map(|(t, r)| format!("{t}:{}", r.key)).collect();
-        assert_eq!(keys, ["killmail.ingested:0", "killmail.ingested:1", "battle.created:2", "killmail.ingested:3"]);
+        let keys: Vec<_> = published
+            .iter()
+            .map(|(t, r)| format!("{t}:{}", r.key))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "killmail.ingested:0",
+                "killmail.ingested:1",
+                "battle.created:2",
+                "killmail.ingested:3"
+            ]
+        );
         let env = bs_events::Envelope::from_bytes(&published[2].1.payload).unwrap();
         assert_eq!(env, envelope("battle.created", 2));
         assert_eq!(relay.relay_once().await.unwrap(), 0);
