@@ -434,7 +434,7 @@ impl AuthStore for SqlAuthStore {
         token: Option<&TokenRow>,
         roles: &[(Feature, Role)],
     ) -> StoreResult<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         insert_account(&mut tx, account).await?;
         insert_character(&mut tx, character).await?;
         if let Some(t) = token {
@@ -601,7 +601,7 @@ impl AuthStore for SqlAuthStore {
         character: &Character,
         token: Option<&TokenRow>,
     ) -> StoreResult<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         insert_character(&mut tx, character).await?;
         if let Some(t) = token {
             upsert_token_on(&mut tx, t).await?;
@@ -661,7 +661,7 @@ impl AuthStore for SqlAuthStore {
     }
 
     async fn delete_character(&self, character_id: i64) -> StoreResult<bool> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query("DELETE FROM esi_tokens WHERE character_id = $1")
             .bind(character_id)
             .execute(&mut *tx)
@@ -679,7 +679,7 @@ impl AuthStore for SqlAuthStore {
         character_id: i64,
         at: DateTime<Utc>,
     ) -> StoreResult<Option<DetachReport>> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let account_id: Option<String> =
             sqlx::query_scalar("SELECT account_id FROM characters WHERE character_id = $1")
                 .bind(character_id)
@@ -1037,7 +1037,7 @@ impl AuthStore for SqlAuthStore {
         granted_by: Option<&str>,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         set_role_on(&mut tx, account_id, feature, role, granted_by, at).await?;
         sqlx::query("UPDATE accounts SET authz_version = authz_version + 1 WHERE id = $1")
             .bind(account_id)
@@ -1115,7 +1115,7 @@ impl AuthStore for SqlAuthStore {
         loop {
             attempt += 1;
             let result: StoreResult<AuditEntry> = async {
-                let mut tx = self.db.pool().begin().await?;
+                let mut tx = self.db.begin().await?;
                 let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                     .fetch_optional(&mut *tx)
                     .await?;

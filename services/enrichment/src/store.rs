@@ -245,7 +245,7 @@ impl EnrichmentStore for SqlEnrichmentStore {
         if rows.is_empty() && events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         for row in rows {
             let e = &row.event;
             let v = &e.victim;
@@ -391,7 +391,7 @@ impl EnrichmentStore for SqlEnrichmentStore {
         if names.is_empty() {
             return Ok(());
         }
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         for n in names {
             sqlx::query(
                 "INSERT INTO esi_names (id, name, category, fetched_at, expires_at) \

@@ -181,6 +181,13 @@ pub trait IngestionStore: Send + Sync + 'static {
         new: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Marks days with nothing to do finished, in one transaction.
+    async fn skip_days(
+        &self,
+        job_id: &str,
+        days: &[NaiveDate],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
 }
 
 /// The SQL implementation, for both backends.
@@ -456,7 +463,7 @@ impl IngestionStore for SqlIngestionStore {
         let rows: Vec<&NewKillmail> = order.iter().map(|&i| &batch.killmails[i]).collect();
         let mut rejects = batch.rejects;
 
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let inserted = Self::insert_killmails(&mut tx, &rows, now_ms).await?;
         let mut events = Vec::with_capacity(inserted.len());
         let mut existing: Vec<&NewKillmail> = Vec::new();
@@ -830,7 +837,7 @@ impl IngestionStore for SqlIngestionStore {
         new: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO backfill_days (job_id, day, status, killmails_seen, killmails_new, finished_at) VALUES ($1, $2, 'done', $3, $4, $5) \
              ON CONFLICT (job_id, day) DO NOTHING",
@@ -854,6 +861,35 @@ impl IngestionStore for SqlIngestionStore {
             .execute(&mut *tx)
             .await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn skip_days(
+        &self,
+        job_id: &str,
+        days: &[NaiveDate],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        let mut added = 0i64;
+        for day in days {
+            added += sqlx::query(
+                "INSERT INTO backfill_days (job_id, day, status, killmails_seen, killmails_new, finished_at) VALUES ($1, $2, 'done', 0, 0, $3) \
+                 ON CONFLICT (job_id, day) DO NOTHING",
+            )
+            .bind(job_id)
+            .bind(day.format("%Y-%m-%d").to_string())
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+        }
+        sqlx::query("UPDATE backfill_jobs SET days_done = days_done + $1 WHERE id = $2")
+            .bind(added)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
