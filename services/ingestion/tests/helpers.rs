@@ -44,9 +44,11 @@ pub fn rows(kms: &[FakeKillmail]) -> Vec<NewKillmail> {
 
 /// A configuration on embedded storage under `dir`, pointed at local fakes.
 pub fn config(dir: &Path, zkb_url: &str, esi_url: &str) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_path_buf();
-    c.contact = "tests@example.invalid".into();
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        contact: "tests@example.invalid".into(),
+        ..Config::default()
+    };
     c.ingestion.r2z2_url = zkb_url.into();
     c.ingestion.everef_url = zkb_url.into();
     c.ingestion.zkb_url = zkb_url.into();

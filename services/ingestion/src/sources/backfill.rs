@@ -128,7 +128,11 @@ pub async fn create_job(
 /// days (zKillboard's longest publication delay) before the older of the
 /// outage start and the newest stored live kill, to today; only days whose
 /// counts differ from `totals.json` are fetched.
-pub async fn queue_repair(ctx: &IngestCtx, gap: &GapRecord) -> anyhow::Result<String> {
+pub async fn queue_repair(
+    ctx: &IngestCtx,
+    gap: &GapRecord,
+    after_gap: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<String> {
     let now = ctx.clock.now();
     let newest_live = ctx
         .store
@@ -137,7 +141,12 @@ pub async fn queue_repair(ctx: &IngestCtx, gap: &GapRecord) -> anyhow::Result<St
         .first()
         .map(|k| k.occurred_at)
         .unwrap_or(now);
-    let from = newest_live.min(now).date_naive() - Days::new(3);
+    // The kill time of the first entry after the gap bounds it too (sequences are not in kill-time order).
+    let from = newest_live
+        .min(after_gap.unwrap_or(now))
+        .min(now)
+        .date_naive()
+        - Days::new(3);
     let job = create_job(
         ctx,
         "zkb_history",
@@ -249,11 +258,9 @@ pub async fn run_job(
             }
             keep
         });
-        for d in skipped {
-            ctx.store
-                .finish_day(job_id, d, 0, 0, ctx.clock.now())
-                .await?;
-        }
+        ctx.store
+            .skip_days(job_id, &skipped, ctx.clock.now())
+            .await?;
     }
     let started = Instant::now();
     let total_days = job.days_total.max(1) as f64;

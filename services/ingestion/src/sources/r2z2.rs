@@ -306,7 +306,16 @@ impl R2z2Source {
             metrics::gauge!(metric::R2Z2_LAG).set((known_head - next).max(0) as f64);
             match after {
                 Some(body) => {
-                    // n+1 exists: n is a hole.
+                    // n+1 exists. Ask for n once more: it may have been published between
+                    // the two requests (the head moves); only a second 404 makes it a hole.
+                    if let Some(late) = self.fetch(ctx, next, shutdown).await? {
+                        self.handle_entry(ctx, next, late, Vec::new(), shutdown)
+                            .await?;
+                        known_head = known_head.max(next + 1);
+                        next += 1;
+                        prefetched = Some(body);
+                        continue;
+                    }
                     let gap = GapRecord {
                         first_sequence: next,
                         last_sequence: next,
@@ -366,7 +375,11 @@ impl R2z2Source {
                             to = first - 1,
                             "r2z2 cursor expired upstream; repairing from history"
                         );
-                        match super::backfill::queue_repair(ctx, &gap).await {
+                        let after = match parse_document(&body) {
+                            Ok(Document::Killmail(k)) => Some(k.killmail.killmail_time),
+                            _ => None,
+                        };
+                        match super::backfill::queue_repair(ctx, &gap, after).await {
                             Ok(job) => gap.repair_job_id = Some(job),
                             Err(e) => ctx
                                 .live
