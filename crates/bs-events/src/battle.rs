@@ -218,12 +218,30 @@ mod tests {
         let env = Envelope::wrap(&BattleUpdated(sample()), t).unwrap();
         assert_eq!(env.key, "96990001");
         assert_eq!(env.event_type, "battle.updated");
-        let back: BattleUpdated = Envelope::from_bytes(&env.to_bytes()).unwrap().decode().unwrap();
+        let back: BattleUpdated = Envelope::from_bytes(&env.to_bytes())
+            .unwrap()
+            .decode()
+            .unwrap();
         assert_eq!(back.0, sample());
-        assert_eq!(Envelope::wrap(&BattleCreated(sample()), t).unwrap().event_type, "battle.created");
-        assert_eq!(Envelope::wrap(&BattleEnded(sample()), t).unwrap().event_type, "battle.ended");
+        assert_eq!(
+            Envelope::wrap(&BattleCreated(sample()), t)
+                .unwrap()
+                .event_type,
+            "battle.created"
+        );
+        assert_eq!(
+            Envelope::wrap(&BattleEnded(sample()), t)
+                .unwrap()
+                .event_type,
+            "battle.ended"
+        );
         // An updated envelope is not a created one.
-        assert!(Envelope::from_bytes(&env.to_bytes()).unwrap().decode::<BattleCreated>().is_err());
+        assert!(
+            Envelope::from_bytes(&env.to_bytes())
+                .unwrap()
+                .decode::<BattleCreated>()
+                .is_err()
+        );
     }
 
     #[test]

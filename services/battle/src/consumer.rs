@@ -1,0 +1,353 @@
+//! The service core: the `killmail.enriched` consumer, the ticker that ends battles by kill-time
+//! gap, and the sides refresher that publishes `battle.*` events.
+//!
+//! Flow per consumer batch: decode (bad records are counted and skipped), map at the edge,
+//! cluster in memory ([`Engine`]), then write killmails, ship history, names and the battle
+//! operations in one transaction. The battle rows (kills, ISK, pilots, systems, time span) are
+//! therefore current as soon as the batch commits. Sides cost O(battle) to compute (≈ 15 ms
+//! for a 1,000-kill battle), so they and the events are produced by the refresher, which picks
+//! up dirty battles every [`REFRESH_INTERVAL`] and publishes through the outbox in the
+//! transaction that clears the dirty flag: a battle's event trails its rows by well under a
+//! second, and a crash in between only delays it (the dirty flag is persistent).
+//!
+//! If a write fails, the in-memory engine is ahead of the store; it is rebuilt from the store
+//! before the error is returned, so the retried batch is clustered again from a consistent
+//! state (clustering depends only on the set of kills, so this is exact).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bs_bus::Delivery;
+use bs_clustering::BattleReport;
+use bs_events::{
+    BattleCreated, BattleEnded, BattleMerged, BattleSnapshot, BattleStatus, BattleUpdated,
+    Envelope, KillmailEnriched,
+};
+use bs_runtime::Clock;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::adapter::from_enriched;
+use crate::domain::{Engine, EngineSettings, EngineStats, Geo, snapshot};
+use crate::store::{BattleRow, BattleStore, ChangeSet, SidesUpdate, ms_to_time};
+
+/// How often the ticker ends quiet battles and the refresher publishes.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Dirty battles refreshed per pass.
+const REFRESH_BATCH: u32 = 64;
+
+/// The battle service's state and its three loops.
+pub struct Battles {
+    store: Arc<dyn BattleStore>,
+    engine: Mutex<Engine>,
+    geo: Arc<Geo>,
+    clock: Arc<dyn Clock>,
+    settings: EngineSettings,
+    /// Records that could not be decoded or mapped (counted, skipped).
+    rejected: AtomicU64,
+    /// Serialises refresh passes (ticker and tests may both call it).
+    refreshing: Mutex<()>,
+}
+
+/// What one consumer batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub ops: usize,
+}
+
+fn now_ms(clock: &dyn Clock) -> i64 {
+    clock.now().timestamp_millis()
+}
+
+impl Battles {
+    /// Opens the service state: rebuilds the engine from the stored working set (the last
+    /// reopen window by kill time) and heals the store if it lags behind.
+    pub async fn open(
+        store: Arc<dyn BattleStore>,
+        geo: Arc<Geo>,
+        clock: Arc<dyn Clock>,
+        settings: EngineSettings,
+    ) -> anyhow::Result<Self> {
+        let engine = rebuild(&*store, &geo, &*clock, &settings).await?;
+        Ok(Self {
+            store,
+            engine: Mutex::new(engine),
+            geo,
+            clock,
+            settings,
+            rejected: AtomicU64::new(0),
+            refreshing: Mutex::new(()),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn BattleStore> {
+        &self.store
+    }
+
+    pub fn geo(&self) -> &Arc<Geo> {
+        &self.geo
+    }
+
+    /// Records rejected so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    pub async fn engine_stats(&self) -> EngineStats {
+        self.engine.lock().await.stats()
+    }
+
+    /// The consumer handler: decode, then [`Battles::ingest`].
+    pub async fn handle_deliveries(&self, batch: Vec<Delivery>) -> anyhow::Result<()> {
+        let mut events = Vec::with_capacity(batch.len());
+        for d in &batch {
+            match Envelope::from_bytes(&d.payload).and_then(|e| e.decode::<KillmailEnriched>()) {
+                Ok(e) => events.push(e),
+                Err(e) => {
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("battlescope_battle_rejected_total", "reason" => "decode")
+                        .increment(1);
+                    tracing::warn!(topic = %d.topic, offset = d.offset, error = %e, "rejected killmail.enriched record");
+                }
+            }
+        }
+        self.ingest(&events).await.map(|_| ())
+    }
+
+    /// Clusters and stores a batch of enriched killmails (idempotent).
+    pub async fn ingest(&self, events: &[KillmailEnriched]) -> anyhow::Result<IngestReport> {
+        let mut report = IngestReport::default();
+        let mut changes = ChangeSet {
+            now_ms: now_ms(&*self.clock),
+            ..ChangeSet::default()
+        };
+        for e in events {
+            match from_enriched(e) {
+                Ok((kill, names)) => {
+                    self.geo
+                        .learn(kill.kill.system_id, kill.region_id, kill.security_status);
+                    changes.kills.push(kill);
+                    changes.names.extend(names);
+                }
+                Err(err) => {
+                    report.rejected += 1;
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("battlescope_battle_rejected_total", "reason" => "mapping")
+                        .increment(1);
+                    tracing::warn!(killmail_id = e.killmail_id, error = %err, "rejected killmail");
+                }
+            }
+        }
+        report.accepted = changes.kills.len();
+        if changes.kills.is_empty() {
+            return Ok(report);
+        }
+        let mut engine = self.engine.lock().await;
+        changes.ops = engine.apply(changes.kills.iter().map(|k| &k.kill));
+        report.ops = changes.ops.len();
+        if let Err(e) = self.store.apply(&changes).await {
+            self.recover(&mut engine).await;
+            return Err(e).context("storing a killmail batch");
+        }
+        metrics::counter!("battlescope_battle_killmails_total").increment(report.accepted as u64);
+        Ok(report)
+    }
+
+    async fn recover(&self, engine: &mut Engine) {
+        match rebuild(&*self.store, &self.geo, &*self.clock, &self.settings).await {
+            Ok(fresh) => *engine = fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rebuild the clusterer from the store; keeping the in-memory state")
+            }
+        }
+    }
+
+    /// Ends battles quiet for the gap (kill time vs the clock) and evicts settled ones.
+    pub async fn tick(&self) -> anyhow::Result<()> {
+        let now = now_ms(&*self.clock);
+        let mut engine = self.engine.lock().await;
+        let ops = engine.tick(now);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let changes = ChangeSet {
+            ops,
+            now_ms: now,
+            ..ChangeSet::default()
+        };
+        if let Err(e) = self.store.apply(&changes).await {
+            self.recover(&mut engine).await;
+            return Err(e).context("ending battles");
+        }
+        Ok(())
+    }
+
+    /// Computes sides for dirty battles and publishes their events; returns how many battles
+    /// were refreshed. Loops until no battle is dirty.
+    pub async fn refresh(&self) -> anyhow::Result<usize> {
+        let _one = self.refreshing.lock().await;
+        let mut done = 0;
+        loop {
+            let ids = self.store.dirty_battles(REFRESH_BATCH).await?;
+            if ids.is_empty() {
+                return Ok(done);
+            }
+            let mut progressed = false;
+            for id in ids {
+                if self.refresh_one(id).await? {
+                    done += 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                // Every battle changed under us: the next pass picks them up again.
+                return Ok(done);
+            }
+        }
+    }
+
+    async fn refresh_one(&self, id: u64) -> anyhow::Result<bool> {
+        let Some(row) = self.store.row(id).await? else {
+            return Ok(false);
+        };
+        let time = self.clock.now();
+        if row.status == BattleStatus::Merged {
+            let mut events = Vec::new();
+            if row
+                .published_status
+                .is_some_and(|s| s != BattleStatus::Merged)
+            {
+                events.push(Envelope::wrap(&BattleMerged(snapshot_of(&row)), time)?);
+            }
+            let update = SidesUpdate {
+                battle_id: id,
+                seen_revision: row.revision,
+                sides: None,
+                published_status: BattleStatus::Merged,
+                events,
+            };
+            return Ok(self.store.save_sides(&update).await?);
+        }
+        let report = self.compute_report(id).await?;
+        let sides = snapshot::side_snapshots(&report);
+        let mut snap = snapshot_of(&row);
+        snap.sides = sides.clone();
+        snap.multi_party = report.multi_party;
+        snap.one_sided = report.one_sided;
+        let mut events = Vec::new();
+        if row.total_kills > 0 {
+            match row.published_status {
+                None => {
+                    events.push(Envelope::wrap(&BattleCreated(snap.clone()), time)?);
+                    if row.status == BattleStatus::Ended {
+                        events.push(Envelope::wrap(&BattleEnded(snap), time)?);
+                    }
+                }
+                Some(BattleStatus::Active) if row.status == BattleStatus::Ended => {
+                    events.push(Envelope::wrap(&BattleEnded(snap), time)?);
+                }
+                Some(_) => events.push(Envelope::wrap(&BattleUpdated(snap), time)?),
+            }
+        }
+        let published = if row.total_kills > 0 {
+            row.status
+        } else {
+            row.published_status.unwrap_or(row.status)
+        };
+        let update = SidesUpdate {
+            battle_id: id,
+            seen_revision: row.revision,
+            sides: Some((sides, report.multi_party, report.one_sided)),
+            published_status: published,
+            events,
+        };
+        Ok(self.store.save_sides(&update).await?)
+    }
+
+    /// The full report of a stored battle (sides with the stored overrides), computed off the
+    /// async threads.
+    pub async fn compute_report(&self, id: u64) -> anyhow::Result<BattleReport> {
+        let kills = self.store.kills_of(id).await?;
+        let overrides = self.store.overrides(id).await?;
+        let geo = Arc::clone(&self.geo);
+        let report =
+            tokio::task::spawn_blocking(move || snapshot::report(&kills, &overrides, &geo)).await?;
+        Ok(report)
+    }
+
+    /// Runs the ticker and the refresher until shutdown.
+    pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "battle ticker failed; retrying");
+            }
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "sides refresh failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+async fn rebuild(
+    store: &dyn BattleStore,
+    geo: &Arc<Geo>,
+    clock: &dyn Clock,
+    settings: &EngineSettings,
+) -> anyhow::Result<Engine> {
+    let now = now_ms(clock);
+    let Some(max) = store.max_kill_time().await? else {
+        return Ok(Engine::new(settings.clone(), Arc::clone(geo)));
+    };
+    let ws = store.working_set(settings.working_set_since(max)).await?;
+    let (engine, ops) = Engine::rebuild(settings.clone(), Arc::clone(geo), &ws, now);
+    if !ops.is_empty() {
+        store
+            .apply(&ChangeSet {
+                ops,
+                now_ms: now,
+                ..ChangeSet::default()
+            })
+            .await
+            .context("aligning the store with the rebuilt clusterer")?;
+    }
+    tracing::info!(
+        kills = ws.kills.len(),
+        "battle clusterer rebuilt from the store"
+    );
+    Ok(engine)
+}
+
+/// The event summary of a stored battle (its stored sides).
+pub fn snapshot_of(row: &BattleRow) -> BattleSnapshot {
+    let id = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+    BattleSnapshot {
+        battle_id: id(row.battle_id),
+        status: row.status,
+        merged_into: if row.status == BattleStatus::Merged {
+            Some(id(row.merged_into.unwrap_or(row.battle_id)))
+        } else {
+            None
+        },
+        system_ids: row.system_ids.clone(),
+        region_ids: row.region_ids.clone(),
+        security_types: row.security_types.clone(),
+        start_time: ms_to_time(row.start_ms),
+        end_time: ms_to_time(row.end_ms.max(row.start_ms)),
+        total_kills: row.total_kills,
+        total_isk_destroyed: row.total_isk,
+        pilots: row.pilots,
+        multi_party: row.multi_party,
+        one_sided: row.one_sided,
+        sides: row.sides.clone(),
+        revision: row.revision,
+    }
+}

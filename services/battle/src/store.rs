@@ -1,0 +1,1229 @@
+//! The battle service's storage: the [`BattleStore`] trait and its SQL implementation
+//! ([`SqlBattleStore`]) for SQLite and PostgreSQL alike (one query text, see bs-store's rules).
+//!
+//! Writes come in one [`ChangeSet`] per consumer batch, applied in one transaction: killmail
+//! rows (highest revision wins), names, pilot ship history, then the engine's battle operations
+//! in order. Every aggregate on `battles` is recomputed from `battle_killmails` and
+//! `battle_participants` inside that transaction, and the revision only moves when a value
+//! changed, so a redelivered batch changes nothing. Events are never written here directly by
+//! the consumer: the sides refresher reads dirty battles, computes sides and enqueues
+//! `battle.*` events through the outbox in the transaction that clears the dirty flag
+//! ([`BattleStore::save_sides`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use bs_clustering::{ClusterKill, Entity, SideOverride, SideTarget, TimeMs};
+use bs_events::{BattleSideSnapshot, BattleStatus, Envelope};
+use bs_store::sqlx::{self, AnyConnection, Row};
+use bs_store::{Database, StoreError, StoreResult, dynamic_sql};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{BattleOp, NameRow, StoredKill, WorkingSet};
+
+/// One consumer batch's writes.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeSet {
+    pub kills: Vec<StoredKill>,
+    pub names: Vec<NameRow>,
+    pub ops: Vec<BattleOp>,
+    pub now_ms: i64,
+}
+
+/// A battle as stored, with its systems and last computed sides.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BattleRow {
+    pub battle_id: u64,
+    pub founding_ms: i64,
+    pub status: BattleStatus,
+    pub merged_into: Option<u64>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub duration_ms: i64,
+    pub total_kills: u32,
+    pub total_isk: f64,
+    pub total_dropped: f64,
+    pub pilots: u32,
+    pub multi_party: bool,
+    pub one_sided: bool,
+    pub revision: u64,
+    pub sides_revision: i64,
+    pub published_status: Option<BattleStatus>,
+    pub updated_at: i64,
+    pub system_ids: Vec<i64>,
+    pub region_ids: Vec<i64>,
+    pub security_types: Vec<String>,
+    pub sides: Vec<BattleSideSnapshot>,
+}
+
+/// What `GET /battles/{id}` finds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lookup {
+    Found(Box<BattleRow>),
+    /// The id was absorbed by a merge: answer with the survivor.
+    Redirect(u64),
+    NotFound,
+}
+
+/// Sort keys of `GET /battles`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    #[default]
+    StartTime,
+    Kills,
+    Isk,
+    Pilots,
+    Duration,
+}
+
+impl SortKey {
+    fn column(self) -> &'static str {
+        match self {
+            Self::StartTime => "start_ms",
+            Self::Kills => "total_kills",
+            Self::Isk => "total_isk",
+            Self::Pilots => "pilots",
+            Self::Duration => "duration_ms",
+        }
+    }
+}
+
+/// A keyset position: the sort value and the id of the last row returned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cursor {
+    pub value: f64,
+    pub battle_id: u64,
+}
+
+impl Cursor {
+    /// Opaque text form `<value>~<id>` (value in Rust's round-tripping float syntax).
+    pub fn encode(&self) -> String {
+        format!("{}~{}", self.value, self.battle_id)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (v, id) = s.split_once('~')?;
+        Some(Self {
+            value: v.parse().ok().filter(|x: &f64| x.is_finite())?,
+            battle_id: id.parse().ok()?,
+        })
+    }
+}
+
+/// Filters, sort and page of `GET /battles`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BattleQuery {
+    /// Battles that overlap [from, to] (kill time, ms).
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub system_id: Option<i64>,
+    pub region_id: Option<i64>,
+    pub security_type: Option<String>,
+    pub alliance_id: Option<i64>,
+    pub corporation_id: Option<i64>,
+    pub character_id: Option<i64>,
+    pub min_kills: Option<i64>,
+    pub min_isk: Option<f64>,
+    pub min_pilots: Option<i64>,
+    /// `Active` or `Ended`; merged battles are never listed.
+    pub status: Option<BattleStatus>,
+    pub sort: SortKey,
+    pub ascending: bool,
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+}
+
+/// One line of a pilot's ship history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShipHistoryRow {
+    pub killmail_id: u64,
+    pub ship_type_id: u32,
+    pub time_ms: i64,
+    pub system_id: u32,
+    pub lost: bool,
+    pub battle_id: Option<u64>,
+}
+
+/// What the sides refresher writes for one battle.
+#[derive(Clone, Debug)]
+pub struct SidesUpdate {
+    pub battle_id: u64,
+    /// The revision the sides were computed from; the write is skipped when it moved on.
+    pub seen_revision: u64,
+    /// `None`: keep the stored sides (merged battles).
+    pub sides: Option<(Vec<BattleSideSnapshot>, bool, bool)>,
+    pub published_status: BattleStatus,
+    pub events: Vec<Envelope>,
+}
+
+/// Row counts for `/stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounts {
+    pub battles_total: u64,
+    pub active: u64,
+    pub ended: u64,
+    pub merged: u64,
+    pub killmails: u64,
+}
+
+/// The battle service's storage role.
+#[async_trait]
+pub trait BattleStore: Send + Sync + 'static {
+    /// Applies one batch's writes in one transaction.
+    async fn apply(&self, changes: &ChangeSet) -> StoreResult<()>;
+    /// The newest stored kill time.
+    async fn max_kill_time(&self) -> StoreResult<Option<i64>>;
+    /// Kills from `since_ms` (extended back to the start of any battle still running then)
+    /// and their stored battles, to rebuild the engine.
+    async fn working_set(&self, since_ms: i64) -> StoreResult<WorkingSet>;
+    async fn battle(&self, battle_id: u64) -> StoreResult<Lookup>;
+    /// The stored row whatever its status (merged ones included), with systems and sides.
+    async fn row(&self, battle_id: u64) -> StoreResult<Option<BattleRow>>;
+    /// A page of battles and the cursor of the next page.
+    async fn battles(&self, query: &BattleQuery) -> StoreResult<(Vec<BattleRow>, Option<String>)>;
+    /// A battle's killmails ordered by kill time, then id.
+    async fn kills_of(&self, battle_id: u64) -> StoreResult<Vec<StoredKill>>;
+    async fn overrides(&self, battle_id: u64) -> StoreResult<Vec<SideOverride>>;
+    /// Stores (replaces) a manual override and marks the battle for a sides refresh.
+    async fn put_override(
+        &self,
+        battle_id: u64,
+        o: &SideOverride,
+        actor: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Names of these ids, keyed by (kind, id).
+    async fn names(&self, ids: &[i64]) -> StoreResult<BTreeMap<(String, i64), String>>;
+    async fn ship_history(&self, character_id: u64, limit: u32)
+    -> StoreResult<Vec<ShipHistoryRow>>;
+    /// Battles whose sides or published status lag behind their rows.
+    async fn dirty_battles(&self, limit: u32) -> StoreResult<Vec<u64>>;
+    /// Writes sides and enqueues events; false when the battle changed meanwhile.
+    async fn save_sides(&self, update: &SidesUpdate) -> StoreResult<bool>;
+    async fn counts(&self) -> StoreResult<StoreCounts>;
+}
+
+/// [`BattleStore`] over a bs-store [`Database`] (SQLite or PostgreSQL).
+#[derive(Clone, Debug)]
+pub struct SqlBattleStore {
+    db: Database,
+}
+
+impl SqlBattleStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// Rows per multi-row statement (well under SQLite's and PostgreSQL's parameter limits).
+const CHUNK: usize = 500;
+
+fn i(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
+}
+
+fn u(x: i64) -> u64 {
+    u64::try_from(x).unwrap_or(0)
+}
+
+/// `($1,$2,..),(..)` for `rows` rows of `cols` columns starting at `$start`.
+fn values(rows: usize, cols: usize, start: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&(start + r * cols + c).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// `$start,..` for an IN list.
+fn list(n: usize, start: usize) -> String {
+    (0..n)
+        .map(|k| format!("${}", start + k))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn entity_parts(e: Entity) -> (&'static str, i64) {
+    match e {
+        Entity::Alliance(x) => ("alliance", i(x)),
+        Entity::Corporation(x) => ("corporation", i(x)),
+        Entity::Character(x) => ("character", i(x)),
+    }
+}
+
+fn entity_from(kind: &str, id: i64) -> Option<Entity> {
+    let id = u64::try_from(id).ok()?;
+    match kind {
+        "alliance" => Some(Entity::Alliance(id)),
+        "corporation" => Some(Entity::Corporation(id)),
+        "character" => Some(Entity::Character(id)),
+        _ => None,
+    }
+}
+
+fn decode_kill(
+    data: &str,
+    revision: i64,
+    region: Option<i64>,
+    security_status: Option<f64>,
+    security_type: Option<String>,
+) -> StoreResult<StoredKill> {
+    let kill: ClusterKill = serde_json::from_str(data)
+        .map_err(|e| StoreError::Other(format!("stored killmail: {e}")))?;
+    Ok(StoredKill {
+        kill,
+        revision: u32::try_from(revision).unwrap_or(0),
+        region_id: region.and_then(|r| u32::try_from(r).ok()),
+        security_status,
+        security_type,
+    })
+}
+
+/// Per battle: whether participants/systems need a full rebuild (kills left it).
+#[derive(Default)]
+struct Touched {
+    battles: BTreeMap<u64, bool>,
+}
+
+impl Touched {
+    fn add(&mut self, b: u64, full: bool) {
+        let e = self.battles.entry(b).or_default();
+        *e |= full;
+    }
+}
+
+async fn upsert_kills(
+    conn: &mut AnyConnection,
+    kills: &[StoredKill],
+    touched: &mut Touched,
+) -> StoreResult<()> {
+    // Highest revision per id within the batch (PostgreSQL refuses to update a row twice).
+    let mut best: BTreeMap<u64, &StoredKill> = BTreeMap::new();
+    for k in kills {
+        let e = best.entry(k.kill.killmail_id).or_insert(k);
+        if k.revision > e.revision {
+            *e = k;
+        }
+    }
+    let kills: Vec<&StoredKill> = best.into_values().collect();
+    let mut replaced: Vec<i64> = Vec::new();
+    for chunk in kills.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO killmails (killmail_id, revision, time_ms, system_id, region_id, security_type, security_status, isk_value, isk_dropped, data) VALUES {} \
+             ON CONFLICT (killmail_id) DO UPDATE SET revision = excluded.revision, time_ms = excluded.time_ms, system_id = excluded.system_id, \
+             region_id = excluded.region_id, security_type = excluded.security_type, security_status = excluded.security_status, \
+             isk_value = excluded.isk_value, isk_dropped = excluded.isk_dropped, data = excluded.data \
+             WHERE excluded.revision > killmails.revision RETURNING killmail_id, revision",
+            values(chunk.len(), 10, 1)
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for k in chunk {
+            let data =
+                serde_json::to_string(&k.kill).map_err(|e| StoreError::Other(e.to_string()))?;
+            q = q
+                .bind(i(k.kill.killmail_id))
+                .bind(i64::from(k.revision))
+                .bind(k.kill.time_ms)
+                .bind(i64::from(k.kill.system_id))
+                .bind(k.region_id.map(i64::from))
+                .bind(k.security_type.clone())
+                .bind(k.security_status)
+                .bind(k.kill.isk_value)
+                .bind(k.kill.isk_dropped)
+                .bind(data);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let (id, rev): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            // Revision 0 rows are first inserts; higher ones may replace a row already in a battle.
+            if rev > 0 {
+                replaced.push(id);
+            }
+        }
+        // Ship history: one row per pilot and ship on the mail (victim: lost).
+        let mut hist: BTreeMap<(i64, i64, i64), (i64, i64, bool, Option<i64>, Option<i64>)> =
+            BTreeMap::new();
+        for k in chunk {
+            let km = &k.kill;
+            if let Some(ch) = km.victim.character_id {
+                hist.insert(
+                    (i(ch), i(km.killmail_id), i64::from(km.victim.ship.type_id)),
+                    (
+                        km.time_ms,
+                        i64::from(km.system_id),
+                        true,
+                        km.victim.corporation_id.map(i),
+                        km.victim.alliance_id.map(i),
+                    ),
+                );
+            }
+            for a in km.attackers.iter().filter(|a| !a.is_npc) {
+                let Some(ch) = a.character_id else { continue };
+                let ship = a.ship.map_or(0, |s| i64::from(s.type_id));
+                hist.entry((i(ch), i(km.killmail_id), ship)).or_insert((
+                    km.time_ms,
+                    i64::from(km.system_id),
+                    false,
+                    a.corporation_id.map(i),
+                    a.alliance_id.map(i),
+                ));
+            }
+        }
+        let rows: Vec<_> = hist.into_iter().collect();
+        for part in rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO pilot_ship_history (character_id, killmail_id, ship_type_id, time_ms, system_id, lost, corporation_id, alliance_id) VALUES {} \
+                 ON CONFLICT (character_id, killmail_id, ship_type_id) DO NOTHING",
+                values(part.len(), 8, 1)
+            );
+            let mut q = sqlx::query(dynamic_sql(sql));
+            for ((ch, km, ship), (t, sys, lost, corp, all)) in part {
+                q = q
+                    .bind(*ch)
+                    .bind(*km)
+                    .bind(*ship)
+                    .bind(*t)
+                    .bind(*sys)
+                    .bind(i64::from(*lost))
+                    .bind(*corp)
+                    .bind(*all);
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    for chunk in replaced.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE battle_killmails SET isk_value = (SELECT m.isk_value FROM killmails m WHERE m.killmail_id = battle_killmails.killmail_id), \
+             isk_dropped = (SELECT m.isk_dropped FROM killmails m WHERE m.killmail_id = battle_killmails.killmail_id) \
+             WHERE killmail_id IN ({}) RETURNING battle_id",
+            list(chunk.len(), 1)
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let b: i64 = row.try_get(0)?;
+            touched.add(u(b), false);
+        }
+    }
+    Ok(())
+}
+
+async fn upsert_names(conn: &mut AnyConnection, names: &[NameRow]) -> StoreResult<()> {
+    let mut dedup: BTreeMap<(&str, i64), &str> = BTreeMap::new();
+    for n in names {
+        dedup.insert((n.kind, n.id), &n.name);
+    }
+    let rows: Vec<_> = dedup.into_iter().collect();
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO names (kind, id, name) VALUES {} ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name WHERE names.name <> excluded.name",
+            values(chunk.len(), 3, 1)
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for ((kind, id), name) in chunk {
+            q = q.bind(*kind).bind(*id).bind(*name);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn add_kills(conn: &mut AnyConnection, battle: u64, ids: &[u64]) -> StoreResult<()> {
+    for chunk in ids.chunks(CHUNK) {
+        let l = list(chunk.len(), 2);
+        let stmts = [
+            format!(
+                "INSERT INTO battle_killmails (killmail_id, battle_id, time_ms, system_id, isk_value, isk_dropped) \
+                 SELECT killmail_id, $1, time_ms, system_id, isk_value, isk_dropped FROM killmails WHERE killmail_id IN ({l}) \
+                 ON CONFLICT (killmail_id) DO UPDATE SET battle_id = excluded.battle_id"
+            ),
+            format!(
+                "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) \
+                 SELECT $1, character_id, MIN(corporation_id), MIN(alliance_id) FROM pilot_ship_history WHERE killmail_id IN ({l}) \
+                 GROUP BY character_id ON CONFLICT (battle_id, character_id) DO NOTHING"
+            ),
+            format!(
+                "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) \
+                 SELECT $1, system_id, MIN(region_id), MIN(security_type) FROM killmails WHERE killmail_id IN ({l}) \
+                 GROUP BY system_id ON CONFLICT (battle_id, system_id) DO NOTHING"
+            ),
+        ];
+        for sql in stmts {
+            let mut q = sqlx::query(dynamic_sql(sql)).bind(i(battle));
+            for id in chunk {
+                q = q.bind(i(*id));
+            }
+            q.execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn rebuild_members(conn: &mut AnyConnection, battle: u64) -> StoreResult<()> {
+    let b = i(battle);
+    for sql in [
+        "DELETE FROM battle_participants WHERE battle_id = $1",
+        "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) \
+         SELECT $1, h.character_id, MIN(h.corporation_id), MIN(h.alliance_id) FROM pilot_ship_history h \
+         JOIN battle_killmails k ON k.killmail_id = h.killmail_id WHERE k.battle_id = $1 GROUP BY h.character_id",
+        "DELETE FROM battle_systems WHERE battle_id = $1",
+        "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) \
+         SELECT $1, k.system_id, MIN(m.region_id), MIN(m.security_type) FROM battle_killmails k \
+         JOIN killmails m ON m.killmail_id = k.killmail_id WHERE k.battle_id = $1 GROUP BY k.system_id",
+    ] {
+        sqlx::query(sql).bind(b).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Recomputes a battle's aggregates from its rows; bumps the revision only on a change.
+async fn recompute(conn: &mut AnyConnection, battle: u64, now_ms: i64) -> StoreResult<()> {
+    let b = i(battle);
+    let Some(cur) = sqlx::query(
+        "SELECT total_kills, total_isk, total_dropped, start_ms, end_ms, pilots, status FROM battles WHERE battle_id = $1",
+    )
+    .bind(b)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(());
+    };
+    let status: String = cur.try_get(6)?;
+    if status == BattleStatus::Merged.as_str() {
+        return Ok(());
+    }
+    let agg = sqlx::query(
+        "SELECT COUNT(*), COALESCE(SUM(isk_value), 0.0), COALESCE(SUM(isk_dropped), 0.0), COALESCE(MIN(time_ms), 0), COALESCE(MAX(time_ms), 0) \
+         FROM battle_killmails WHERE battle_id = $1",
+    )
+    .bind(b)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (kills, isk, dropped, start, end): (i64, f64, f64, i64, i64) = (
+        agg.try_get(0)?,
+        agg.try_get(1)?,
+        agg.try_get(2)?,
+        agg.try_get(3)?,
+        agg.try_get(4)?,
+    );
+    let (pilots,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM battle_participants WHERE battle_id = $1")
+            .bind(b)
+            .fetch_one(&mut *conn)
+            .await?;
+    let before: (i64, f64, f64, i64, i64, i64) = (
+        cur.try_get(0)?,
+        cur.try_get(1)?,
+        cur.try_get(2)?,
+        cur.try_get(3)?,
+        cur.try_get(4)?,
+        cur.try_get(5)?,
+    );
+    let same = before.0 == kills
+        && (before.1 - isk).abs() < 0.5
+        && (before.2 - dropped).abs() < 0.5
+        && before.3 == start
+        && before.4 == end
+        && before.5 == pilots;
+    if same {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE battles SET total_kills = $2, total_isk = $3, total_dropped = $4, start_ms = $5, end_ms = $6, duration_ms = $7, \
+         pilots = $8, revision = revision + 1, dirty = 1, updated_at = $9 WHERE battle_id = $1",
+    )
+    .bind(b)
+    .bind(kills)
+    .bind(isk)
+    .bind(dropped)
+    .bind(start)
+    .bind(end)
+    .bind(end - start)
+    .bind(pilots)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn apply_op(
+    conn: &mut AnyConnection,
+    op: &BattleOp,
+    now_ms: i64,
+    touched: &mut Touched,
+) -> StoreResult<()> {
+    match op {
+        BattleOp::Create { battle_id } => {
+            sqlx::query(
+                "INSERT INTO battles (battle_id, founding_ms, status, start_ms, end_ms, duration_ms, total_kills, total_isk, total_dropped, pilots, revision, dirty, updated_at) \
+                 VALUES ($1, COALESCE((SELECT time_ms FROM killmails WHERE killmail_id = $1), 0), 'active', 0, 0, 0, 0, 0.0, 0.0, 0, 0, 1, $2) \
+                 ON CONFLICT (battle_id) DO NOTHING",
+            )
+            .bind(i(*battle_id))
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+            touched.add(*battle_id, false);
+        }
+        BattleOp::AddKills {
+            battle_id,
+            killmail_ids,
+        } => {
+            add_kills(conn, *battle_id, killmail_ids).await?;
+            touched.add(*battle_id, false);
+        }
+        BattleOp::RemoveKills {
+            battle_id,
+            killmail_ids,
+        } => {
+            for chunk in killmail_ids.chunks(CHUNK) {
+                let sql = format!(
+                    "DELETE FROM battle_killmails WHERE battle_id = $1 AND killmail_id IN ({})",
+                    list(chunk.len(), 2)
+                );
+                let mut q = sqlx::query(dynamic_sql(sql)).bind(i(*battle_id));
+                for id in chunk {
+                    q = q.bind(i(*id));
+                }
+                q.execute(&mut *conn).await?;
+            }
+            touched.add(*battle_id, true);
+        }
+        BattleOp::Merge { survivor, absorbed } => {
+            if survivor == absorbed {
+                return Ok(());
+            }
+            let (s, a) = (i(*survivor), i(*absorbed));
+            for sql in [
+                "UPDATE battle_killmails SET battle_id = $1 WHERE battle_id = $2",
+                "UPDATE battles SET status = 'merged', merged_into = $1, revision = revision + 1, dirty = 1 WHERE battle_id = $2",
+                "UPDATE battles SET merged_into = $1 WHERE merged_into = $2",
+                "UPDATE battle_aliases SET battle_id = $1 WHERE battle_id = $2",
+                "INSERT INTO battle_aliases (alias_id, battle_id) VALUES ($2, $1) ON CONFLICT (alias_id) DO UPDATE SET battle_id = excluded.battle_id",
+                "INSERT INTO battle_side_overrides (battle_id, entity_kind, entity_id, target, actor, created_at) \
+                 SELECT $1, entity_kind, entity_id, target, actor, created_at FROM battle_side_overrides WHERE battle_id = $2 \
+                 ON CONFLICT (battle_id, entity_kind, entity_id) DO NOTHING",
+                "DELETE FROM battle_participants WHERE battle_id = $2",
+            ] {
+                sqlx::query(sql).bind(s).bind(a).execute(&mut *conn).await?;
+            }
+            touched.add(*survivor, true);
+        }
+        BattleOp::SetStatus { battle_id, status } => {
+            sqlx::query(
+                "UPDATE battles SET status = $2, revision = revision + 1, dirty = 1, updated_at = $3 \
+                 WHERE battle_id = $1 AND status <> $2 AND status <> 'merged'",
+            )
+            .bind(i(*battle_id))
+            .bind(status.as_str())
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+const BATTLE_COLUMNS: &str = "battle_id, founding_ms, status, merged_into, start_ms, end_ms, duration_ms, total_kills, total_isk, \
+    total_dropped, pilots, multi_party, one_sided, revision, sides_revision, published_status, updated_at";
+
+fn battle_row(row: &sqlx::any::AnyRow) -> StoreResult<BattleRow> {
+    let status: String = row.try_get(2)?;
+    let published: Option<String> = row.try_get(15)?;
+    let merged: Option<i64> = row.try_get(3)?;
+    Ok(BattleRow {
+        battle_id: u(row.try_get(0)?),
+        founding_ms: row.try_get(1)?,
+        status: BattleStatus::parse(&status).unwrap_or(BattleStatus::Active),
+        merged_into: merged.map(u),
+        start_ms: row.try_get(4)?,
+        end_ms: row.try_get(5)?,
+        duration_ms: row.try_get(6)?,
+        total_kills: u32::try_from(row.try_get::<i64, _>(7)?).unwrap_or(0),
+        total_isk: row.try_get(8)?,
+        total_dropped: row.try_get(9)?,
+        pilots: u32::try_from(row.try_get::<i64, _>(10)?).unwrap_or(0),
+        multi_party: row.try_get::<i64, _>(11)? != 0,
+        one_sided: row.try_get::<i64, _>(12)? != 0,
+        revision: u(row.try_get(13)?),
+        sides_revision: row.try_get(14)?,
+        published_status: published.as_deref().and_then(BattleStatus::parse),
+        updated_at: row.try_get(16)?,
+        system_ids: Vec::new(),
+        region_ids: Vec::new(),
+        security_types: Vec::new(),
+        sides: Vec::new(),
+    })
+}
+
+/// Fills systems, regions, security types and sides of `rows`.
+async fn attach(conn: &mut AnyConnection, rows: &mut [BattleRow]) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| i(r.battle_id)).collect();
+    let mut systems: HashMap<u64, (BTreeSet<i64>, BTreeSet<i64>, BTreeSet<String>)> =
+        HashMap::new();
+    let mut sides: HashMap<u64, Vec<BattleSideSnapshot>> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let l = list(chunk.len(), 1);
+        let mut q = sqlx::query(dynamic_sql(format!(
+            "SELECT battle_id, system_id, region_id, security_type FROM battle_systems WHERE battle_id IN ({l})"
+        )));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let e = systems.entry(u(r.try_get(0)?)).or_default();
+            e.0.insert(r.try_get(1)?);
+            if let Some(reg) = r.try_get::<Option<i64>, _>(2)? {
+                e.1.insert(reg);
+            }
+            if let Some(sec) = r.try_get::<Option<String>, _>(3)? {
+                e.2.insert(sec);
+            }
+        }
+        let mut q = sqlx::query(dynamic_sql(format!(
+            "SELECT battle_id, side_index, pilots, kills, losses, isk_destroyed, isk_lost, alliance_ids, corporation_ids \
+             FROM battle_sides WHERE battle_id IN ({l}) ORDER BY battle_id, side_index"
+        )));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let al: String = r.try_get(7)?;
+            let co: String = r.try_get(8)?;
+            sides
+                .entry(u(r.try_get(0)?))
+                .or_default()
+                .push(BattleSideSnapshot {
+                    index: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+                    pilots: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+                    kills: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
+                    losses: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(0),
+                    isk_destroyed: r.try_get(5)?,
+                    isk_lost: r.try_get(6)?,
+                    alliance_ids: serde_json::from_str(&al).unwrap_or_default(),
+                    corporation_ids: serde_json::from_str(&co).unwrap_or_default(),
+                });
+        }
+    }
+    for row in rows {
+        if let Some((s, r, t)) = systems.remove(&row.battle_id) {
+            row.system_ids = s.into_iter().collect();
+            row.region_ids = r.into_iter().collect();
+            row.security_types = t.into_iter().collect();
+        }
+        row.sides = sides.remove(&row.battle_id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+enum Bind {
+    I(i64),
+    F(f64),
+    S(String),
+}
+
+#[async_trait]
+impl BattleStore for SqlBattleStore {
+    async fn apply(&self, changes: &ChangeSet) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        let mut touched = Touched::default();
+        upsert_kills(&mut tx, &changes.kills, &mut touched).await?;
+        upsert_names(&mut tx, &changes.names).await?;
+        for op in &changes.ops {
+            apply_op(&mut tx, op, changes.now_ms, &mut touched).await?;
+        }
+        for (&b, &full) in &touched.battles {
+            if full {
+                rebuild_members(&mut tx, b).await?;
+            }
+            recompute(&mut tx, b, changes.now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn max_kill_time(&self) -> StoreResult<Option<i64>> {
+        let (t,): (Option<i64>,) = sqlx::query_as("SELECT MAX(time_ms) FROM killmails")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(t)
+    }
+
+    async fn working_set(&self, since_ms: i64) -> StoreResult<WorkingSet> {
+        let pool = self.db.pool();
+        let (earliest,): (Option<i64>,) = sqlx::query_as(
+            "SELECT MIN(start_ms) FROM battles WHERE end_ms >= $1 AND status <> 'merged'",
+        )
+        .bind(since_ms)
+        .fetch_one(pool)
+        .await?;
+        let since = earliest.map_or(since_ms, |e| e.min(since_ms));
+        let mut ws = WorkingSet::default();
+        let rows = sqlx::query(
+            "SELECT m.data, k.battle_id FROM killmails m LEFT JOIN battle_killmails k ON k.killmail_id = m.killmail_id \
+             WHERE m.time_ms >= $1 ORDER BY m.time_ms, m.killmail_id",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await?;
+        for r in rows {
+            let data: String = r.try_get(0)?;
+            let kill: ClusterKill = serde_json::from_str(&data)
+                .map_err(|e| StoreError::Other(format!("stored killmail: {e}")))?;
+            if let Some(b) = r.try_get::<Option<i64>, _>(1)? {
+                ws.battle_of.insert(kill.killmail_id, u(b));
+            }
+            ws.kills.push(kill);
+        }
+        let rows = sqlx::query("SELECT battle_id, founding_ms, status FROM battles WHERE end_ms >= $1 OR status = 'merged'")
+            .bind(since)
+            .fetch_all(pool)
+            .await?;
+        for r in rows {
+            let status: String = r.try_get(2)?;
+            ws.battles.insert(
+                u(r.try_get(0)?),
+                (
+                    r.try_get(1)?,
+                    BattleStatus::parse(&status).unwrap_or(BattleStatus::Active),
+                ),
+            );
+        }
+        // Battles referenced by loaded kills but ending before `since` (cannot happen with
+        // consistent rows, but a mapping must never point at an unknown battle).
+        let missing: Vec<u64> = ws
+            .battle_of
+            .values()
+            .copied()
+            .filter(|b| !ws.battles.contains_key(b))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in missing.chunks(CHUNK) {
+            let mut q = sqlx::query(dynamic_sql(format!(
+                "SELECT battle_id, founding_ms, status FROM battles WHERE battle_id IN ({})",
+                list(chunk.len(), 1)
+            )));
+            for b in chunk {
+                q = q.bind(i(*b));
+            }
+            for r in q.fetch_all(pool).await? {
+                let status: String = r.try_get(2)?;
+                ws.battles.insert(
+                    u(r.try_get(0)?),
+                    (
+                        r.try_get(1)?,
+                        BattleStatus::parse(&status).unwrap_or(BattleStatus::Active),
+                    ),
+                );
+            }
+        }
+        Ok(ws)
+    }
+
+    async fn battle(&self, battle_id: u64) -> StoreResult<Lookup> {
+        let mut conn = self.db.pool().acquire().await?;
+        let row = sqlx::query(dynamic_sql(format!(
+            "SELECT {BATTLE_COLUMNS} FROM battles WHERE battle_id = $1"
+        )))
+        .bind(i(battle_id))
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else {
+            let alias: Option<(i64,)> =
+                sqlx::query_as("SELECT battle_id FROM battle_aliases WHERE alias_id = $1")
+                    .bind(i(battle_id))
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            return Ok(alias.map_or(Lookup::NotFound, |(b,)| Lookup::Redirect(u(b))));
+        };
+        let mut row = battle_row(&row)?;
+        if row.status == BattleStatus::Merged {
+            let alias: Option<(i64,)> =
+                sqlx::query_as("SELECT battle_id FROM battle_aliases WHERE alias_id = $1")
+                    .bind(i(battle_id))
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let to = alias
+                .map(|(b,)| u(b))
+                .or(row.merged_into)
+                .unwrap_or(battle_id);
+            return Ok(Lookup::Redirect(to));
+        }
+        attach(&mut conn, std::slice::from_mut(&mut row)).await?;
+        Ok(Lookup::Found(Box::new(row)))
+    }
+
+    async fn row(&self, battle_id: u64) -> StoreResult<Option<BattleRow>> {
+        let mut conn = self.db.pool().acquire().await?;
+        let row = sqlx::query(dynamic_sql(format!(
+            "SELECT {BATTLE_COLUMNS} FROM battles WHERE battle_id = $1"
+        )))
+        .bind(i(battle_id))
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut row = battle_row(&row)?;
+        attach(&mut conn, std::slice::from_mut(&mut row)).await?;
+        Ok(Some(row))
+    }
+
+    async fn battles(&self, query: &BattleQuery) -> StoreResult<(Vec<BattleRow>, Option<String>)> {
+        let mut conds: Vec<String> = vec!["status <> 'merged'".into()];
+        let mut binds: Vec<Bind> = Vec::new();
+        let p = |b: Bind, binds: &mut Vec<Bind>| {
+            binds.push(b);
+            format!("${}", binds.len())
+        };
+        if let Some(v) = query.from_ms {
+            conds.push(format!("end_ms >= {}", p(Bind::I(v), &mut binds)));
+        }
+        if let Some(v) = query.to_ms {
+            conds.push(format!("start_ms <= {}", p(Bind::I(v), &mut binds)));
+        }
+        if let Some(v) = query.system_id {
+            conds.push(format!(
+                "battle_id IN (SELECT battle_id FROM battle_systems WHERE system_id = {})",
+                p(Bind::I(v), &mut binds)
+            ));
+        }
+        if let Some(v) = query.region_id {
+            conds.push(format!(
+                "battle_id IN (SELECT battle_id FROM battle_systems WHERE region_id = {})",
+                p(Bind::I(v), &mut binds)
+            ));
+        }
+        if let Some(v) = &query.security_type {
+            conds.push(format!(
+                "battle_id IN (SELECT battle_id FROM battle_systems WHERE security_type = {})",
+                p(Bind::S(v.clone()), &mut binds)
+            ));
+        }
+        for (col, v) in [
+            ("character_id", query.character_id),
+            ("corporation_id", query.corporation_id),
+            ("alliance_id", query.alliance_id),
+        ] {
+            if let Some(v) = v {
+                conds.push(format!(
+                    "battle_id IN (SELECT battle_id FROM battle_participants WHERE {col} = {})",
+                    p(Bind::I(v), &mut binds)
+                ));
+            }
+        }
+        if let Some(v) = query.min_kills {
+            conds.push(format!("total_kills >= {}", p(Bind::I(v), &mut binds)));
+        }
+        if let Some(v) = query.min_isk {
+            conds.push(format!("total_isk >= {}", p(Bind::F(v), &mut binds)));
+        }
+        if let Some(v) = query.min_pilots {
+            conds.push(format!("pilots >= {}", p(Bind::I(v), &mut binds)));
+        }
+        if let Some(s) = query.status {
+            conds.push(format!(
+                "status = {}",
+                p(Bind::S(s.as_str().into()), &mut binds)
+            ));
+        }
+        let col = query.sort.column();
+        let is_float = query.sort == SortKey::Isk;
+        if let Some(c) = &query.cursor {
+            let op = if query.ascending { ">" } else { "<" };
+            let v = if is_float {
+                Bind::F(c.value)
+            } else {
+                Bind::I(c.value as i64)
+            };
+            let v1 = p(v, &mut binds);
+            let v2 = p(
+                if is_float {
+                    Bind::F(c.value)
+                } else {
+                    Bind::I(c.value as i64)
+                },
+                &mut binds,
+            );
+            let id = p(Bind::I(i(c.battle_id)), &mut binds);
+            conds.push(format!(
+                "({col} {op} {v1} OR ({col} = {v2} AND battle_id {op} {id}))"
+            ));
+        }
+        let dir = if query.ascending { "ASC" } else { "DESC" };
+        let limit = query.limit.clamp(1, 500);
+        let sql = format!(
+            "SELECT {BATTLE_COLUMNS} FROM battles WHERE {} ORDER BY {col} {dir}, battle_id {dir} LIMIT {}",
+            conds.join(" AND "),
+            limit + 1
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for b in binds {
+            q = match b {
+                Bind::I(v) => q.bind(v),
+                Bind::F(v) => q.bind(v),
+                Bind::S(v) => q.bind(v),
+            };
+        }
+        let mut conn = self.db.pool().acquire().await?;
+        let raw = q.fetch_all(&mut *conn).await?;
+        let mut rows: Vec<BattleRow> = raw.iter().map(battle_row).collect::<StoreResult<_>>()?;
+        let next = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| {
+                let value = match query.sort {
+                    SortKey::StartTime => r.start_ms as f64,
+                    SortKey::Kills => f64::from(r.total_kills),
+                    SortKey::Isk => r.total_isk,
+                    SortKey::Pilots => f64::from(r.pilots),
+                    SortKey::Duration => r.duration_ms as f64,
+                };
+                Cursor {
+                    value,
+                    battle_id: r.battle_id,
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        attach(&mut conn, &mut rows).await?;
+        Ok((rows, next))
+    }
+
+    async fn kills_of(&self, battle_id: u64) -> StoreResult<Vec<StoredKill>> {
+        let rows = sqlx::query(
+            "SELECT m.data, m.revision, m.region_id, m.security_status, m.security_type FROM battle_killmails k \
+             JOIN killmails m ON m.killmail_id = k.killmail_id WHERE k.battle_id = $1 ORDER BY k.time_ms, k.killmail_id",
+        )
+        .bind(i(battle_id))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                decode_kill(
+                    &r.try_get::<String, _>(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                )
+            })
+            .collect()
+    }
+
+    async fn overrides(&self, battle_id: u64) -> StoreResult<Vec<SideOverride>> {
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT entity_kind, entity_id, target FROM battle_side_overrides WHERE battle_id = $1 ORDER BY entity_kind, entity_id",
+        )
+        .bind(i(battle_id))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(kind, id, target)| {
+                let target: SideTarget = serde_json::from_str(&target).ok()?;
+                Some(SideOverride {
+                    entity: entity_from(&kind, id)?,
+                    target,
+                })
+            })
+            .collect())
+    }
+
+    async fn put_override(
+        &self,
+        battle_id: u64,
+        o: &SideOverride,
+        actor: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let (kind, id) = entity_parts(o.entity);
+        let target =
+            serde_json::to_string(&o.target).map_err(|e| StoreError::Other(e.to_string()))?;
+        let mut tx = self.db.begin().await?;
+        sqlx::query(
+            "INSERT INTO battle_side_overrides (battle_id, entity_kind, entity_id, target, actor, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (battle_id, entity_kind, entity_id) DO UPDATE SET target = excluded.target, actor = excluded.actor, created_at = excluded.created_at",
+        )
+        .bind(i(battle_id))
+        .bind(kind)
+        .bind(id)
+        .bind(target)
+        .bind(actor.map(str::to_owned))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE battles SET revision = revision + 1, dirty = 1, updated_at = $2 WHERE battle_id = $1")
+            .bind(i(battle_id))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn names(&self, ids: &[i64]) -> StoreResult<BTreeMap<(String, i64), String>> {
+        let mut out = BTreeMap::new();
+        let ids: Vec<i64> = ids
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = sqlx::query(dynamic_sql(format!(
+                "SELECT kind, id, name FROM names WHERE id IN ({})",
+                list(chunk.len(), 1)
+            )));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(self.db.pool()).await? {
+                out.insert((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ship_history(
+        &self,
+        character_id: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<ShipHistoryRow>> {
+        let rows = sqlx::query(
+            "SELECT h.killmail_id, h.ship_type_id, h.time_ms, h.system_id, h.lost, k.battle_id FROM pilot_ship_history h \
+             LEFT JOIN battle_killmails k ON k.killmail_id = h.killmail_id WHERE h.character_id = $1 \
+             ORDER BY h.time_ms DESC, h.killmail_id DESC LIMIT $2",
+        )
+        .bind(i(character_id))
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ShipHistoryRow {
+                    killmail_id: u(r.try_get(0)?),
+                    ship_type_id: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+                    time_ms: r.try_get(2)?,
+                    system_id: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
+                    lost: r.try_get::<i64, _>(4)? != 0,
+                    battle_id: r.try_get::<Option<i64>, _>(5)?.map(u),
+                })
+            })
+            .collect()
+    }
+
+    async fn dirty_battles(&self, limit: u32) -> StoreResult<Vec<u64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT battle_id FROM battles WHERE dirty = 1 ORDER BY updated_at, battle_id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(b,)| u(b)).collect())
+    }
+
+    async fn save_sides(&self, update: &SidesUpdate) -> StoreResult<bool> {
+        let b = i(update.battle_id);
+        let mut tx = self.db.begin().await?;
+        let cur: Option<(i64,)> =
+            sqlx::query_as("SELECT revision FROM battles WHERE battle_id = $1")
+                .bind(b)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if cur.map(|(r,)| u(r)) != Some(update.seen_revision) {
+            return Ok(false);
+        }
+        if let Some((sides, multi_party, one_sided)) = &update.sides {
+            sqlx::query("DELETE FROM battle_sides WHERE battle_id = $1")
+                .bind(b)
+                .execute(&mut *tx)
+                .await?;
+            for s in sides {
+                sqlx::query(
+                    "INSERT INTO battle_sides (battle_id, side_index, pilots, kills, losses, isk_destroyed, isk_lost, alliance_ids, corporation_ids) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(b)
+                .bind(i64::from(s.index))
+                .bind(i64::from(s.pilots))
+                .bind(i64::from(s.kills))
+                .bind(i64::from(s.losses))
+                .bind(s.isk_destroyed)
+                .bind(s.isk_lost)
+                .bind(serde_json::to_string(&s.alliance_ids).unwrap_or_default())
+                .bind(serde_json::to_string(&s.corporation_ids).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE battles SET multi_party = $2, one_sided = $3, sides_revision = revision WHERE battle_id = $1")
+                .bind(b)
+                .bind(i64::from(*multi_party))
+                .bind(i64::from(*one_sided))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE battles SET published_status = $2, dirty = 0 WHERE battle_id = $1")
+            .bind(b)
+            .bind(update.published_status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        for e in &update.events {
+            bs_store::outbox::enqueue(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        if !update.events.is_empty() {
+            self.db.outbox_notify();
+        }
+        Ok(true)
+    }
+
+    async fn counts(&self) -> StoreResult<StoreCounts> {
+        let pool = self.db.pool();
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM battles GROUP BY status")
+                .fetch_all(pool)
+                .await?;
+        let mut c = StoreCounts::default();
+        for (status, n) in rows {
+            let n = u(n);
+            match BattleStatus::parse(&status) {
+                Some(BattleStatus::Active) => c.active = n,
+                Some(BattleStatus::Ended) => c.ended = n,
+                Some(BattleStatus::Merged) => c.merged = n,
+                None => {}
+            }
+        }
+        c.battles_total = c.active + c.ended;
+        let (k,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM killmails")
+            .fetch_one(pool)
+            .await?;
+        c.killmails = u(k);
+        Ok(c)
+    }
+}
+
+/// Kill time to the API's timestamp type.
+pub fn ms_to_time(ms: TimeMs) -> chrono::DateTime<chrono::Utc> {
+    bs_store::from_millis(ms)
+}

@@ -1,0 +1,107 @@
+//! Shared fixtures: real fights converted into `killmail.enriched` through the enrichment
+//! service's pure function (bundled SDE, bundled prices, no names), and a fresh world per test.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bs_battle::domain::{EngineSettings, Geo};
+use bs_battle::{BattleStore, Battles, SqlBattleStore};
+use bs_domain::{Killmail, KillmailSource};
+use bs_enrichment::domain::{Catalog, Input, enrich};
+use bs_events::KillmailEnriched;
+use bs_runtime::{Clock, SystemClock};
+use bs_sde::{MarketPrices, StaticData};
+use bs_store::{Database, StoreTarget};
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+/// A fight fixture of the repository (`data/killmails/fight-<name>-….jsonl.gz`) or of
+/// bs-clustering's test data (`crates/bs-clustering/testdata/<file>`).
+pub fn fixture(name: &str) -> PathBuf {
+    let dir = repo("data/killmails");
+    if let Some(p) = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("fight-{name}-"))
+        })
+    {
+        return p;
+    }
+    repo("crates/bs-clustering/testdata").join(name)
+}
+
+/// ESI killmails of a fixture, converted as the enrichment service would.
+pub fn enriched(path: &Path) -> Vec<KillmailEnriched> {
+    let reader = BufReader::new(flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(path).unwrap(),
+    ));
+    let names: HashMap<i64, Option<String>> = HashMap::new();
+    let extra_types = HashMap::new();
+    let extra_systems = HashMap::new();
+    let catalog = Catalog {
+        sde: StaticData::bundled(),
+        extra_types: &extra_types,
+        extra_systems: &extra_systems,
+        names: &names,
+        prices: MarketPrices::bundled(),
+    };
+    reader
+        .lines()
+        .map(Result::unwrap)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            let hash = v["killmail_hash"].as_str().unwrap_or("0000").to_owned();
+            let km: Killmail = serde_json::from_value(v).unwrap();
+            enrich(
+                Input {
+                    killmail: &km,
+                    hash: &hash,
+                    zkb: None,
+                    source: KillmailSource::Everef,
+                },
+                &catalog,
+            )
+            .event
+        })
+        .collect()
+}
+
+pub fn geo() -> Arc<Geo> {
+    static GEO: std::sync::OnceLock<Arc<Geo>> = std::sync::OnceLock::new();
+    Arc::clone(GEO.get_or_init(|| Arc::new(Geo::from_static_data(StaticData::bundled()))))
+}
+
+pub async fn sqlite(dir: &Path) -> Database {
+    let db = Database::open(&StoreTarget::Sqlite(dir.join("battle.db")), 4)
+        .await
+        .unwrap();
+    db.migrate(bs_battle::ALL_MIGRATIONS).await.unwrap();
+    db
+}
+
+/// The service core over SQLite in `dir`, without the bus.
+pub async fn battles_in(dir: &Path, settings: EngineSettings) -> Arc<Battles> {
+    let store: Arc<dyn BattleStore> = Arc::new(SqlBattleStore::new(sqlite(dir).await));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Arc::new(Battles::open(store, geo(), clock, settings).await.unwrap())
+}
+
+/// Fails the test instead of hanging forever.
+pub async fn guard<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(120), f)
+        .await
+        .expect("timed out")
+}
