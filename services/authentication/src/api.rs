@@ -703,20 +703,36 @@ async fn my_characters(
 }
 
 /// `POST /me/characters/link`: 303 to EVE SSO to add a character to this account.
+/// A script asking with `Accept: application/json` gets `{redirect_url}` (and the same
+/// pre-auth cookie) instead, since `fetch` cannot follow a cross-origin redirect usefully.
 async fn link_character(
     State(s): State<AppState>,
     Meta(meta): Meta,
     Session(a): Session,
+    headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> ApiResult<Response> {
     s.rate_limit("login", &meta.ip, s.settings().rate_limits.login)
         .await?;
     let start = s.begin_login(q.return_to.as_deref(), Some(&a)).await?;
-    Ok(redirect_to_sso(
-        &s,
-        &start.authorize_url,
-        &start.preauth_cookie,
-    ))
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let mut r = redirect_to_sso(&s, &start.authorize_url, &start.preauth_cookie);
+    if wants_json {
+        let cookies: Vec<HeaderValue> = r
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        r = Json(json!({"redirect_url": start.authorize_url})).into_response();
+        for c in cookies {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+    }
+    Ok(r)
 }
 
 #[derive(Deserialize)]

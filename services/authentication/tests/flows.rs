@@ -54,6 +54,18 @@ async fn login_link_primary_unlink_logout() {
         account
     );
 
+    // Scripts get the URL as JSON instead of a redirect.
+    b.extra = vec![("accept".into(), "application/json".into())];
+    let r = b.post_json(&w, "/me/characters/link", json!({})).await;
+    b.extra.clear();
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.json()["redirect_url"]
+            .as_str()
+            .unwrap()
+            .contains("/v2/oauth/authorize?")
+    );
+
     // Set primary, then the primary cannot be unlinked.
     let r = b
         .post_json(&w, "/me/characters/primary", json!({"character_id": 1002}))

@@ -176,3 +176,27 @@ async fn start_from_configuration_then_rotate_the_token_key() {
         "the re-encrypted grant is the live one"
     );
 }
+
+#[tokio::test]
+async fn esi_affiliations_come_from_the_fake_esi_on_real_data() {
+    use bs_authentication::AffiliationSource as _;
+    let esi = bs_esi::fake::FakeEsi::start().await.unwrap();
+    let mut known: Vec<i64> = esi.data().affiliated_characters().collect();
+    known.sort_unstable();
+    known.truncate(5);
+    assert_eq!(known.len(), 5, "the shared data has affiliated characters");
+    let client = bs_esi::EsiClient::new(bs_esi::EsiConfig {
+        downtime: None,
+        ..bs_esi::EsiConfig::for_url(esi.url())
+    })
+    .unwrap();
+    let source = bs_authentication::EsiAffiliations(client);
+    let mut ids = known.clone();
+    ids.push(1); // not a character: ESI cannot resolve it, the others still come back
+    let found = source.affiliations(&ids).await;
+    for id in &known {
+        let a = found.get(id).unwrap_or_else(|| panic!("{id} unresolved"));
+        assert!(a.corporation_id > 0);
+    }
+    assert!(!found.contains_key(&1));
+}
