@@ -140,3 +140,40 @@ async fn tantivy_reopens_from_disk() {
     let hits = idx.autocomplete("condi", &[], 5).await.unwrap();
     assert_eq!(hits[0].id, "1354830081");
 }
+
+/// Compaction after a bulk load keeps every document and every match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tantivy_compact_keeps_documents() {
+    use bs_search_index::Collection;
+    let idx = tantivy();
+    let fx = fixtures::Fixtures::load();
+    // Several commits make several segments.
+    for chunk in fx.documents().chunks(500) {
+        idx.upsert(chunk).await.unwrap();
+        idx.refresh().await.unwrap();
+    }
+    assert!(idx.segment_count() > 1);
+    idx.compact().await.unwrap();
+    assert_eq!(idx.segment_count(), 1);
+    assert_eq!(
+        idx.count(Collection::Systems).await.unwrap(),
+        fx.systems.len() as u64
+    );
+    let hits = idx.autocomplete("o-iv", &[], 3).await.unwrap();
+    assert_eq!(hits[0].id, "30004049");
+}
+
+/// A server that is down is reported as unavailable (HTTP 503 upstream), not as a crash.
+#[tokio::test]
+async fn typesense_down_is_unavailable() {
+    use bs_search_index::{Collection, SearchError};
+    // Port 9 (discard) on localhost: nothing listens there in the test environment.
+    let mut cfg = TypesenseConfig::new("http://127.0.0.1:9", "k");
+    cfg.timeout = std::time::Duration::from_secs(2);
+    let idx = TypesenseIndex::new(cfg).unwrap();
+    assert!(matches!(idx.ping().await, Err(SearchError::Unavailable(_))));
+    assert!(matches!(
+        idx.autocomplete("jita", &[Collection::Systems], 5).await,
+        Err(SearchError::Unavailable(_))
+    ));
+}
