@@ -1,0 +1,1 @@
+//! The BFF and the server-rendered web UI (work in progress).
