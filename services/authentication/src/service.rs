@@ -1595,7 +1595,7 @@ impl AuthService {
         let Ok(refresh_token) = sso.cipher.decrypt(&token.refresh_token_enc, &row_aad) else {
             // Tampered, moved between rows, or under a key that is gone: unusable.
             self.store
-                .mark_token_dead(character_id, "undecryptable", now)
+                .mark_token_dead(character_id, None, "undecryptable", now)
                 .await?;
             self.audit(
                 None,
@@ -1610,9 +1610,15 @@ impl AuthService {
         let response = match sso.client.refresh(&refresh_token).await {
             Ok(r) => r,
             Err(SsoError::InvalidGrant { description }) => {
-                self.store
-                    .mark_token_dead(character_id, "invalid_grant", now)
+                let marked = self
+                    .store
+                    .mark_token_dead(character_id, Some(token.rt_version), "invalid_grant", now)
                     .await?;
+                if !marked {
+                    // Someone stored a newer grant since we read the row: ours was the
+                    // stale one (it rotated away), theirs is fine.
+                    return Ok(RefreshOutcome::LostRace);
+                }
                 self.audit(
                     None,
                     "token.dead",
@@ -1664,7 +1670,7 @@ impl AuthService {
         let stored = self.store.character(character_id).await?;
         if verified.character_id != character_id {
             self.store
-                .mark_token_dead(character_id, "subject_mismatch", now)
+                .mark_token_dead(character_id, None, "subject_mismatch", now)
                 .await?;
             return Ok(RefreshOutcome::Dead);
         }
@@ -1689,6 +1695,8 @@ impl AuthService {
         if self.store.swap_token(token.rt_version, &new_row).await? {
             Ok(RefreshOutcome::Refreshed)
         } else {
+            // A login stored a new grant meanwhile: ours would be an orphan, revoke it.
+            self.revoke_quietly(sso, &grant.refresh_token).await;
             Ok(RefreshOutcome::LostRace)
         }
     }
@@ -1792,7 +1800,7 @@ impl AuthService {
                     _ => {
                         failed += 1;
                         self.store
-                            .mark_token_dead(t.character_id, "undecryptable", self.now())
+                            .mark_token_dead(t.character_id, None, "undecryptable", self.now())
                             .await?;
                         let row = TokenRow {
                             key_id: active.clone(),

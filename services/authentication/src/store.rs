@@ -95,12 +95,16 @@ pub trait AuthStore: Send + Sync + 'static {
     /// Stores a refreshed grant if the row is still at `expected_version`; returns
     /// whether it did (false: someone else refreshed or the row is gone).
     async fn swap_token(&self, expected_version: i64, token: &TokenRow) -> StoreResult<bool>;
+    /// Tombstones a grant; with `expected_version`, only if nobody stored a newer one
+    /// since (a replica that lost a refresh race must not kill the winner's grant).
+    /// Returns whether it did.
     async fn mark_token_dead(
         &self,
         character_id: i64,
+        expected_version: Option<i64>,
         error: &str,
         at: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     async fn record_token_failure(
         &self,
         character_id: i64,
@@ -790,19 +794,21 @@ impl AuthStore for SqlAuthStore {
     async fn mark_token_dead(
         &self,
         character_id: i64,
+        expected_version: Option<i64>,
         error: &str,
         at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
             "UPDATE esi_tokens SET status = 'dead', access_token_enc = NULL, last_error = $2, updated_at = $3, rt_version = rt_version + 1
-             WHERE character_id = $1",
+             WHERE character_id = $1 AND ($4 < 0 OR rt_version = $4)",
         )
         .bind(character_id)
         .bind(error)
         .bind(to_millis(at))
+        .bind(expected_version.unwrap_or(-1))
         .execute(self.db.pool())
         .await?;
-        Ok(())
+        Ok(r.rows_affected() > 0)
     }
 
     async fn record_token_failure(

@@ -351,7 +351,22 @@ async fn tokens_compare_and_swap(s: &SqlAuthStore) {
     let failed = s.token(1).await.unwrap().unwrap();
     assert_eq!((failed.failures, failed.status), (1, TokenStatus::Valid));
     assert_eq!(failed.refresh_token_enc, "v1:k2:rotated");
-    s.mark_token_dead(1, "invalid_grant", t0()).await.unwrap();
+    let version = s.token(1).await.unwrap().unwrap().rt_version;
+    assert!(
+        !s.mark_token_dead(1, Some(version - 1), "invalid_grant", t0())
+            .await
+            .unwrap(),
+        "a stale refresher cannot kill it"
+    );
+    assert_eq!(
+        s.token(1).await.unwrap().unwrap().status,
+        TokenStatus::Valid
+    );
+    assert!(
+        s.mark_token_dead(1, Some(version), "invalid_grant", t0())
+            .await
+            .unwrap()
+    );
     let dead = s.token(1).await.unwrap().unwrap();
     assert_eq!(
         (dead.status, dead.access_token_enc),
