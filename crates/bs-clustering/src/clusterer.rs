@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use crate::graph::SystemGraph;
 use crate::model::{ClusterKill, MINUTE_MS, TimeMs};
 
+/// The least advance of the eviction horizon that triggers a new eviction pass.
+pub const EVICTION_STEP_MS: TimeMs = 10 * MINUTE_MS;
+
 /// Clustering thresholds. The defaults are justified on the real week in the design doc.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSettings {
@@ -521,6 +524,8 @@ impl<G: SystemGraph> Clusterer<G> {
 
     /// Drops every battle and kill that no kill arriving at most `max_lateness_ms` after its kill
     /// time can still change, and returns the dropped battles (final: persist them).
+    /// Cheap to call on every tick: a pass runs only once the horizon has moved by
+    /// [`EVICTION_STEP_MS`].
     ///
     /// A new kill at time `t ≥ now − max_lateness` only reaches kills within
     /// `density_window + link_gap + border_gap` of `t`, so components whose last kill is older
@@ -537,7 +542,9 @@ impl<G: SystemGraph> Clusterer<G> {
         let horizon = self
             .now
             .saturating_sub(max_lateness_ms.saturating_add(reach));
-        if horizon <= self.evicted_before {
+        // A pass is O(kills held): run one only when the horizon moved by a step, so calling this
+        // on every tick stays cheap. Keeping kills a little longer is always correct.
+        if horizon < self.evicted_before.saturating_add(EVICTION_STEP_MS) {
             return Vec::new();
         }
         let n = self.nodes.len();
