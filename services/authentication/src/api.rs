@@ -63,7 +63,17 @@ pub fn router(service: AppState) -> Router {
         .route("/admin/audit", get(admin_audit))
         .route("/admin/audit/verify", get(admin_audit_verify))
         .layer(middleware::from_fn_with_state(service.clone(), csrf_guard))
+        .layer(middleware::map_response(no_store))
         .with_state(service)
+}
+
+/// Nothing this service answers may be cached by a browser or a proxy: the answers are
+/// per-user (sessions, CSRF tokens, roles) and redirects carry one-time `state`.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 // ------------------------------------------------------------------ errors

@@ -1546,12 +1546,40 @@ impl AuthService {
             ip: "system".into(),
             user_agent: String::new(),
         };
-        for token in self
-            .store
-            .tokens_due(now, self.settings.refresh_batch)
-            .await?
-        {
-            let outcome = self.refresh_one(sso, &token, &system).await;
+        // Several batches per pass, so a large backlog drains; a row seen twice in one
+        // pass (a store error left it due) ends the pass instead of looping on it.
+        let mut seen = BTreeSet::new();
+        for _ in 0..MAX_BATCHES_PER_PASS {
+            let batch = self
+                .store
+                .tokens_due(now, self.settings.refresh_batch)
+                .await?;
+            let full =
+                i64::try_from(batch.len()).unwrap_or(i64::MAX) >= self.settings.refresh_batch;
+            let fresh: Vec<TokenRow> = batch
+                .into_iter()
+                .filter(|t| seen.insert(t.character_id))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            self.refresh_batch(sso, fresh, &system, &mut report).await;
+            if !full {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn refresh_batch(
+        &self,
+        sso: &Sso,
+        batch: Vec<TokenRow>,
+        system: &RequestMeta,
+        report: &mut RefreshReport,
+    ) {
+        for token in batch {
+            let outcome = self.refresh_one(sso, &token, system).await;
             let label = match outcome {
                 Ok(RefreshOutcome::Refreshed) => {
                     report.refreshed += 1;
@@ -1580,7 +1608,6 @@ impl AuthService {
             };
             metrics::counter!(metric::TOKEN_REFRESHES, "result" => label).increment(1);
         }
-        Ok(report)
     }
 
     async fn refresh_one(
@@ -1834,6 +1861,9 @@ impl AuthService {
         Ok(())
     }
 }
+
+/// Batches one refresh pass may take (bounds a pass when the backlog is large).
+const MAX_BATCHES_PER_PASS: usize = 20;
 
 /// The owner hash given to development-login characters (never a real SSO hash).
 pub const DEV_OWNER: &str = "dev-login";

@@ -18,7 +18,9 @@ async fn login_link_primary_unlink_logout() {
     let mut b = Browser::new();
     let account = b.login_ok(&w, 1001).await;
 
-    let me = b.get(&w, "/me").await.json();
+    let me = b.get(&w, "/me").await;
+    assert_eq!(me.headers["cache-control"], "no-store");
+    let me = me.json();
     assert_eq!(me["primary_character"]["character_id"], 1001);
     assert_eq!(me["display_name"], "Alpha Pilot");
     assert_eq!(me["super_admin"], false);
@@ -811,5 +813,24 @@ async fn dev_login_only_when_enabled_and_local() {
         !bs_authentication::Settings::from_config(&c)
             .unwrap()
             .dev_login
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_pass_drains_a_backlog_larger_than_a_batch() {
+    let w = World::with(|s| s.refresh_batch = 2).await;
+    for id in 8001..8006 {
+        w.character(id, "Pilot", 10, None);
+        Browser::at(&format!("127.0.1.{}:1", id - 8000))
+            .login_ok(&w, id)
+            .await;
+    }
+    w.advance(TimeDelta::minutes(16));
+    let report = w.service.refresh_due_tokens().await.unwrap();
+    assert_eq!(report.refreshed, 5, "{report:?}");
+    assert_eq!(
+        w.service.refresh_due_tokens().await.unwrap(),
+        Default::default(),
+        "nothing left due"
     );
 }
