@@ -1256,6 +1256,8 @@ impl AuthService {
             self.require_admin(actor, AdminOp::ManageAccounts, meta)
                 .await?;
         }
+        // Validate everything first, so a refused patch changes nothing.
+        self.check_patch(actor_id, &account, patch).await?;
         if let Some(name) = &patch.display_name {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 64 {
@@ -1368,6 +1370,70 @@ impl AuthService {
             .await?;
         }
         self.store.account(id).await?.ok_or(AuthError::NotFound)
+    }
+
+    async fn check_patch(
+        &self,
+        actor_id: &str,
+        account: &Account,
+        patch: &AccountPatch,
+    ) -> AuthResult<()> {
+        let conflict = |code: &'static str, message: &str| AuthError::Conflict {
+            code,
+            message: message.to_owned(),
+        };
+        if let Some(name) = &patch.display_name
+            && (name.trim().is_empty() || name.trim().chars().count() > 64)
+        {
+            return Err(AuthError::BadRequest(
+                "display_name must be 1-64 characters".into(),
+            ));
+        }
+        let last_superadmin = account.super_admin && self.store.count_super_admins().await? <= 1;
+        if patch.blocked == Some(true) && !account.blocked {
+            if account.id == actor_id {
+                return Err(conflict("self_block", "you cannot block yourself"));
+            }
+            if last_superadmin {
+                return Err(conflict(
+                    "last_superadmin",
+                    "the last SuperAdmin cannot be blocked",
+                ));
+            }
+            if patch
+                .block_reason
+                .as_deref()
+                .is_none_or(|r| r.trim().is_empty())
+            {
+                return Err(AuthError::BadRequest(
+                    "blocking needs a block_reason".into(),
+                ));
+            }
+        }
+        if patch.super_admin == Some(false) && account.super_admin {
+            if account.id == actor_id {
+                return Err(conflict("self_demotion", "you cannot demote yourself"));
+            }
+            if last_superadmin {
+                return Err(conflict(
+                    "last_superadmin",
+                    "the last SuperAdmin cannot be demoted",
+                ));
+            }
+        }
+        if let Some(primary) = patch.primary_character_id
+            && !self
+                .store
+                .characters_of(&account.id)
+                .await?
+                .iter()
+                .any(|c| c.character_id == primary)
+        {
+            return Err(AuthError::BadRequest(
+                "primary_character_id is not a character of this account".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn grant_role(

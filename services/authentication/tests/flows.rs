@@ -666,6 +666,33 @@ async fn admin_accounts_blocking_and_superadmin_rules() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
+    // A refused patch changes nothing, not even its valid parts.
+    let r = admin
+        .put_json(
+            &w,
+            &format!("/admin/accounts/{admin_id}"),
+            json!({"display_name": "Renamed", "super_admin": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        w.service
+            .store()
+            .account(&admin_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .display_name,
+        "Operator"
+    );
+    let r = admin
+        .put_json(
+            &w,
+            &format!("/admin/accounts/{uid}"),
+            json!({"primary_character_id": SUPERADMIN}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Blocking needs a reason, and kills the sessions at once.
     let r = admin
         .put_json(
