@@ -402,3 +402,35 @@ async fn unauthenticated_and_unknown_requests() {
         (Some(false), Some("not_authenticated"))
     );
 }
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_row_is_useless() {
+    let w = World::new().await;
+    w.character(1001, "Victim", 10, None);
+    w.character(2002, "Attacker", 10, None);
+    Browser::new().login_ok(&w, 1001).await;
+    Browser::at("127.0.0.66:1").login_ok(&w, 2002).await;
+    // Someone with write access to the database copies the victim's encrypted grant
+    // into the attacker's row (hoping the service will refresh it for them).
+    let store = w.service.store();
+    let victim = store.token(1001).await.unwrap().unwrap();
+    let mut attacker = store.token(2002).await.unwrap().unwrap();
+    attacker.refresh_token_enc = victim.refresh_token_enc.clone();
+    store.upsert_token(&attacker).await.unwrap();
+    w.advance(TimeDelta::minutes(16));
+    let report = w.service.refresh_due_tokens().await.unwrap();
+    assert_eq!((report.refreshed, report.dead), (1, 1), "{report:?}");
+    let row = store.token(2002).await.unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.last_error.as_deref()),
+        (
+            bs_authentication::model::TokenStatus::Dead,
+            Some("undecryptable")
+        )
+    );
+    // The victim's own grant was refreshed normally and never used for the attacker.
+    assert_eq!(
+        store.token(1001).await.unwrap().unwrap().status,
+        bs_authentication::model::TokenStatus::Valid
+    );
+}
