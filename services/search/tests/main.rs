@@ -1,0 +1,1 @@
+//! The search service integration tests (one binary).
