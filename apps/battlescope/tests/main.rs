@@ -28,21 +28,26 @@ impl Drop for Running {
 
 fn start(args: &[&str], data_dir: &std::path::Path) -> Running {
     let port = free_port();
+    // Logs go to a file: a pipe nobody reads would fill up and stall the server.
+    let log = std::fs::File::create(data_dir.join("battlescope.log")).expect("create log file");
     let child = Command::new(BIN)
         .args(args)
         .env("BATTLESCOPE_DATA_DIR", data_dir)
         .env("BATTLESCOPE_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .expect("spawn battlescope");
-    let base = format!("http://127.0.0.1:{port}");
+    let running = Running {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = reqwest::blocking::get(format!("{base}/health"))
+        if let Ok(r) = reqwest::blocking::get(format!("{}/health", running.base))
             && r.status().is_success()
         {
-            return Running { child, base };
+            return running;
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -61,10 +61,21 @@ mod parking_counter {
 struct PerEntryExpiry;
 
 impl moka::Expiry<String, Entry> for PerEntryExpiry {
-    fn expire_after_create(&self, _: &String, v: &Entry, now: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        v: &Entry,
+        now: std::time::Instant,
+    ) -> Option<Duration> {
         Some(v.expires_at.into_std().saturating_duration_since(now))
     }
-    fn expire_after_update(&self, _: &String, v: &Entry, now: std::time::Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &String,
+        v: &Entry,
+        now: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(v.expires_at.into_std().saturating_duration_since(now))
     }
 }
@@ -85,8 +96,14 @@ impl moka::Expiry<String, Arc<parking_counter::Counter>> for CounterExpiry {
 impl MemoryCache {
     pub fn new(max_entries: u64) -> Self {
         Self {
-            inner: moka::future::Cache::builder().max_capacity(max_entries).expire_after(PerEntryExpiry).build(),
-            counters: moka::future::Cache::builder().max_capacity(max_entries).expire_after(CounterExpiry).build(),
+            inner: moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntryExpiry)
+                .build(),
+            counters: moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(CounterExpiry)
+                .build(),
         }
     }
 }
@@ -108,7 +125,10 @@ impl Cache for MemoryCache {
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
-        let entry = Entry { value: value.into(), expires_at: tokio::time::Instant::now() + ttl };
+        let entry = Entry {
+            value: value.into(),
+            expires_at: tokio::time::Instant::now() + ttl,
+        };
         self.inner.insert(key.to_owned(), entry).await;
         Ok(())
     }
@@ -123,12 +143,18 @@ impl Cache for MemoryCache {
         let counter = self
             .counters
             .get_with(key.to_owned(), async {
-                Arc::new(parking_counter::Counter { value: 0.into(), expires_at: now + ttl })
+                Arc::new(parking_counter::Counter {
+                    value: 0.into(),
+                    expires_at: now + ttl,
+                })
             })
             .await;
         if counter.expires_at <= now {
             // Expired but not yet evicted: start a new window.
-            let fresh = Arc::new(parking_counter::Counter { value: by.into(), expires_at: now + ttl });
+            let fresh = Arc::new(parking_counter::Counter {
+                value: by.into(),
+                expires_at: now + ttl,
+            });
             self.counters.insert(key.to_owned(), fresh).await;
             return Ok(by);
         }
@@ -154,11 +180,17 @@ fn backend(e: redis::RedisError) -> CacheError {
 impl RedisCache {
     pub async fn connect(url: &str, prefix: &str) -> CacheResult<Self> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), redis::aio::ConnectionManager::new(client))
-            .await
-            .map_err(|_| CacheError::Backend("timed out connecting to redis".into()))?
-            .map_err(backend)?;
-        Ok(Self { conn, prefix: prefix.to_owned() })
+        let conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            redis::aio::ConnectionManager::new(client),
+        )
+        .await
+        .map_err(|_| CacheError::Backend("timed out connecting to redis".into()))?
+        .map_err(backend)?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+        })
     }
 
     fn key(&self, key: &str) -> String {
@@ -178,17 +210,32 @@ impl Cache for RedisCache {
 
     async fn get(&self, key: &str) -> CacheResult<Option<Vec<u8>>> {
         let mut c = self.conn.clone();
-        redis::cmd("GET").arg(self.key(key)).query_async(&mut c).await.map_err(backend)
+        redis::cmd("GET")
+            .arg(self.key(key))
+            .query_async(&mut c)
+            .await
+            .map_err(backend)
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CacheResult<()> {
         let mut c = self.conn.clone();
-        redis::cmd("SET").arg(self.key(key)).arg(value).arg("PX").arg(ttl_ms(ttl)).query_async(&mut c).await.map_err(backend)
+        redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async(&mut c)
+            .await
+            .map_err(backend)
     }
 
     async fn delete(&self, key: &str) -> CacheResult<()> {
         let mut c = self.conn.clone();
-        redis::cmd("DEL").arg(self.key(key)).query_async(&mut c).await.map_err(backend)
+        redis::cmd("DEL")
+            .arg(self.key(key))
+            .query_async(&mut c)
+            .await
+            .map_err(backend)
     }
 
     async fn incr(&self, key: &str, by: i64, ttl: Duration) -> CacheResult<i64> {
@@ -212,7 +259,10 @@ impl Cache for RedisCache {
 
     async fn ping(&self) -> CacheResult<()> {
         let mut c = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(backend)?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }

@@ -9,7 +9,11 @@ async fn caches() -> Vec<Box<dyn Cache>> {
     let mut out: Vec<Box<dyn Cache>> = vec![Box::new(MemoryCache::new(1000))];
     if let Some(url) = bs_testkit::engine(bs_testkit::REDIS) {
         let prefix = format!("{}:", bs_testkit::unique_name("bstest"));
-        out.push(Box::new(RedisCache::connect(&url, &prefix).await.expect("redis reachable")));
+        out.push(Box::new(
+            RedisCache::connect(&url, &prefix)
+                .await
+                .expect("redis reachable"),
+        ));
     }
     out
 }
@@ -17,11 +21,28 @@ async fn caches() -> Vec<Box<dyn Cache>> {
 #[tokio::test]
 async fn set_get_delete_round_trip() {
     for cache in caches().await {
-        assert_eq!(cache.get("names:1").await.unwrap(), None, "{}", cache.kind());
-        cache.set("names:1", b"Jorund", Duration::from_secs(60)).await.unwrap();
-        assert_eq!(cache.get("names:1").await.unwrap().as_deref(), Some(&b"Jorund"[..]));
-        cache.set("names:1", b"O-IVNH", Duration::from_secs(60)).await.unwrap();
-        assert_eq!(cache.get("names:1").await.unwrap().as_deref(), Some(&b"O-IVNH"[..]));
+        assert_eq!(
+            cache.get("names:1").await.unwrap(),
+            None,
+            "{}",
+            cache.kind()
+        );
+        cache
+            .set("names:1", b"Jorund", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.get("names:1").await.unwrap().as_deref(),
+            Some(&b"Jorund"[..])
+        );
+        cache
+            .set("names:1", b"O-IVNH", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.get("names:1").await.unwrap().as_deref(),
+            Some(&b"O-IVNH"[..])
+        );
         cache.delete("names:1").await.unwrap();
         assert_eq!(cache.get("names:1").await.unwrap(), None);
         cache.ping().await.unwrap();
@@ -31,9 +52,19 @@ async fn set_get_delete_round_trip() {
 #[tokio::test]
 async fn entries_expire_after_their_ttl() {
     for cache in caches().await {
-        cache.set("short", b"x", Duration::from_millis(150)).await.unwrap();
-        cache.set("long", b"y", Duration::from_secs(60)).await.unwrap();
-        assert!(cache.get("short").await.unwrap().is_some(), "{}", cache.kind());
+        cache
+            .set("short", b"x", Duration::from_millis(150))
+            .await
+            .unwrap();
+        cache
+            .set("long", b"y", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(
+            cache.get("short").await.unwrap().is_some(),
+            "{}",
+            cache.kind()
+        );
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(cache.get("short").await.unwrap(), None, "{}", cache.kind());
         assert!(cache.get("long").await.unwrap().is_some());
@@ -43,10 +74,32 @@ async fn entries_expire_after_their_ttl() {
 #[tokio::test]
 async fn counters_count_within_a_fixed_window() {
     for cache in caches().await {
-        assert_eq!(cache.incr("rl", 1, Duration::from_millis(300)).await.unwrap(), 1, "{}", cache.kind());
-        assert_eq!(cache.incr("rl", 2, Duration::from_millis(300)).await.unwrap(), 3);
+        assert_eq!(
+            cache
+                .incr("rl", 1, Duration::from_millis(300))
+                .await
+                .unwrap(),
+            1,
+            "{}",
+            cache.kind()
+        );
+        assert_eq!(
+            cache
+                .incr("rl", 2, Duration::from_millis(300))
+                .await
+                .unwrap(),
+            3
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(cache.incr("rl", 1, Duration::from_millis(300)).await.unwrap(), 1, "{}: a new window", cache.kind());
+        assert_eq!(
+            cache
+                .incr("rl", 1, Duration::from_millis(300))
+                .await
+                .unwrap(),
+            1,
+            "{}: a new window",
+            cache.kind()
+        );
     }
 }
 
@@ -54,7 +107,10 @@ async fn counters_count_within_a_fixed_window() {
 async fn binary_values_survive() {
     for cache in caches().await {
         let bytes: Vec<u8> = (0..=255).collect();
-        cache.set("bin", &bytes, Duration::from_secs(5)).await.unwrap();
+        cache
+            .set("bin", &bytes, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(cache.get("bin").await.unwrap(), Some(bytes));
     }
 }

@@ -60,7 +60,10 @@ impl Attacker {
     /// character id. Ranges, not just a missing id, decide.
     pub fn is_npc(&self) -> bool {
         match self.character_id {
-            None => self.corporation_id.is_none_or(crate::is_npc_corporation) || self.faction_id.is_some(),
+            None => {
+                self.corporation_id.is_none_or(crate::is_npc_corporation)
+                    || self.faction_id.is_some()
+            }
             Some(id) => crate::is_npc_character(id),
         }
     }
@@ -91,7 +94,11 @@ pub struct Position {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Zkb {
-    #[serde(default, rename = "locationID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "locationID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub location_id: Option<i64>,
     #[serde(default)]
     pub hash: String,
@@ -194,7 +201,11 @@ mod tests {
             security_status: 0.0,
         };
         assert!(npc.is_npc());
-        let rat = Attacker { character_id: None, corporation_id: Some(1_000_125), ..npc.clone() };
+        let rat = Attacker {
+            character_id: None,
+            corporation_id: Some(1_000_125),
+            ..npc.clone()
+        };
         assert!(rat.is_npc());
     }
 }

@@ -37,7 +37,9 @@ impl Event for KillmailIngested {
             return Err(EventError::Invalid("killmail_id must be positive".into()));
         }
         if self.killmail.attackers.is_empty() {
-            return Err(EventError::Invalid("a killmail has at least one attacker".into()));
+            return Err(EventError::Invalid(
+                "a killmail has at least one attacker".into(),
+            ));
         }
         Ok(())
     }
@@ -76,10 +78,16 @@ mod tests {
 
         let mut newer = back.clone();
         newer.version = 2;
-        assert!(matches!(newer.decode::<KillmailIngested>(), Err(EventError::UnsupportedVersion { .. })));
+        assert!(matches!(
+            newer.decode::<KillmailIngested>(),
+            Err(EventError::UnsupportedVersion { .. })
+        ));
         let mut wrong = back;
         wrong.event_type = "battle.created".into();
-        assert!(matches!(wrong.decode::<KillmailIngested>(), Err(EventError::WrongType { .. })));
+        assert!(matches!(
+            wrong.decode::<KillmailIngested>(),
+            Err(EventError::WrongType { .. })
+        ));
     }
 
     #[test]

@@ -82,9 +82,18 @@ pub enum EventError {
     #[error("malformed envelope: {0}")]
     Malformed(String),
     #[error("expected event type {expected}, got {actual}")]
-    WrongType { expected: &'static str, actual: String },
-    #[error("event {event_type} version {version} is newer than this build understands ({supported})")]
-    UnsupportedVersion { event_type: String, version: u32, supported: u32 },
+    WrongType {
+        expected: &'static str,
+        actual: String,
+    },
+    #[error(
+        "event {event_type} version {version} is newer than this build understands ({supported})"
+    )]
+    UnsupportedVersion {
+        event_type: String,
+        version: u32,
+        supported: u32,
+    },
     #[error("invalid payload: {0}")]
     Invalid(String),
 }
@@ -100,7 +109,8 @@ impl Envelope {
             version: E::VERSION,
             time,
             key: payload.key(),
-            payload: serde_json::to_value(payload).map_err(|e| EventError::Invalid(e.to_string()))?,
+            payload: serde_json::to_value(payload)
+                .map_err(|e| EventError::Invalid(e.to_string()))?,
         })
     }
 
@@ -117,7 +127,10 @@ impl Envelope {
     /// Decodes the payload as `E`, checking type and version.
     pub fn decode<E: Event>(&self) -> Result<E, EventError> {
         if self.event_type != E::TOPIC {
-            return Err(EventError::WrongType { expected: E::TOPIC, actual: self.event_type.clone() });
+            return Err(EventError::WrongType {
+                expected: E::TOPIC,
+                actual: self.event_type.clone(),
+            });
         }
         if self.version > E::VERSION {
             return Err(EventError::UnsupportedVersion {
@@ -126,7 +139,8 @@ impl Envelope {
                 supported: E::VERSION,
             });
         }
-        let payload: E = serde_json::from_value(self.payload.clone()).map_err(|e| EventError::Invalid(e.to_string()))?;
+        let payload: E = serde_json::from_value(self.payload.clone())
+            .map_err(|e| EventError::Invalid(e.to_string()))?;
         payload.validate()?;
         Ok(payload)
     }

@@ -42,7 +42,10 @@ struct OpsState {
 
 /// The operational routes for `service` with its readiness checks.
 pub fn ops_routes(service: &str, checks: Vec<Arc<dyn ReadinessCheck>>) -> Router {
-    let state = OpsState { service: service.to_owned(), checks: Arc::new(checks) };
+    let state = OpsState {
+        service: service.to_owned(),
+        checks: Arc::new(checks),
+    };
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -61,13 +64,34 @@ async fn ready(State(s): State<OpsState>) -> impl IntoResponse {
         let result = tokio::time::timeout(Duration::from_secs(3), c.check())
             .await
             .unwrap_or_else(|_| Err("timed out after 3s".into()));
-        checks.push(CheckResult { name: c.name(), ok: result.is_ok(), error: result.err() });
+        checks.push(CheckResult {
+            name: c.name(),
+            ok: result.is_ok(),
+            error: result.err(),
+        });
     }
     let ready = checks.iter().all(|c| c.ok);
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(ReadyReport { ready, service: s.service, checks }))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(ReadyReport {
+            ready,
+            service: s.service,
+            checks,
+        }),
+    )
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::render_metrics())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::render_metrics(),
+    )
 }

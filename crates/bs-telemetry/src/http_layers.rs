@@ -19,12 +19,17 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub fn standard_layers(router: Router, service: &'static str) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     router
-        .layer(middleware::from_fn(move |req, next| observe(service, req, next)))
+        .layer(middleware::from_fn(move |req, next| {
+            observe(service, req, next)
+        }))
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }))
         .layer(RequestBodyLimitLayer::new(4 * 1024 * 1024))
-        .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -16,10 +16,18 @@ struct Check(bool);
 #[async_trait]
 impl ReadinessCheck for Check {
     fn name(&self) -> String {
-        if self.0 { "database".into() } else { "bus".into() }
+        if self.0 {
+            "database".into()
+        } else {
+            "bus".into()
+        }
     }
     async fn check(&self) -> Result<(), String> {
-        if self.0 { Ok(()) } else { Err("connection refused".into()) }
+        if self.0 {
+            Ok(())
+        } else {
+            Err("connection refused".into())
+        }
     }
 }
 
@@ -35,7 +43,11 @@ fn app(checks: Vec<Arc<dyn ReadinessCheck>>) -> Router {
 }
 
 async fn get_body(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-    let res = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let res = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -49,7 +61,10 @@ async fn health_ready_and_metrics() {
     let (status, headers, body) = get_body(&ok, "/health").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("\"service\":\"ingestion\""));
-    assert!(headers.contains_key("x-request-id"), "every response carries a request id");
+    assert!(
+        headers.contains_key("x-request-id"),
+        "every response carries a request id"
+    );
 
     let (status, _, body) = get_body(&ok, "/ready").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -62,7 +77,12 @@ async fn health_ready_and_metrics() {
     get_body(&ok, "/killmails/96977835").await;
     let (status, headers, body) = get_body(&ok, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     // Route templates, not raw paths, label the metrics.
     assert!(body.contains("route=\"/killmails/{id}\""), "{body}");
     assert!(!body.contains("96977835"));
@@ -73,7 +93,12 @@ async fn a_given_request_id_is_propagated_and_panics_become_500() {
     let app = app(vec![]);
     let res = app
         .clone()
-        .oneshot(Request::get("/health").header("x-request-id", "abc-123").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/health")
+                .header("x-request-id", "abc-123")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");

@@ -21,7 +21,9 @@ pub fn in_ci() -> bool {
 pub fn engine(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
-        _ if in_ci() => panic!("{var} is not set but CI=true: the engine-backed suite must run in CI"),
+        _ if in_ci() => {
+            panic!("{var} is not set but CI=true: the engine-backed suite must run in CI")
+        }
         _ => {
             eprintln!("skipped: {var} not set (set it to run this suite against the real engine)");
             None
@@ -36,5 +38,8 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// A fresh temporary directory, deleted on drop.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("battlescope-test-").tempdir().expect("create temp dir")
+    tempfile::Builder::new()
+        .prefix("battlescope-test-")
+        .tempdir()
+        .expect("create temp dir")
 }
