@@ -445,9 +445,25 @@ async fn upsert_names(conn: &mut AnyConnection, names: &[NameRow]) -> StoreResul
     Ok(())
 }
 
-async fn add_kills(conn: &mut AnyConnection, battle: u64, ids: &[u64]) -> StoreResult<()> {
+async fn add_kills(
+    conn: &mut AnyConnection,
+    battle: u64,
+    ids: &[u64],
+    touched: &mut Touched,
+) -> StoreResult<()> {
     for chunk in ids.chunks(CHUNK) {
         let l = list(chunk.len(), 2);
+        // Kills moving here from another battle: that one loses them (rebuilt in full).
+        let mut q = sqlx::query(dynamic_sql(format!(
+            "SELECT DISTINCT battle_id FROM battle_killmails WHERE battle_id <> $1 AND killmail_id IN ({l})"
+        )))
+        .bind(i(battle));
+        for id in chunk {
+            q = q.bind(i(*id));
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            touched.add(u(row.try_get(0)?), true);
+        }
         let stmts = [
             format!(
                 "INSERT INTO battle_killmails (killmail_id, battle_id, time_ms, system_id, isk_value, isk_dropped) \
@@ -586,7 +602,7 @@ async fn apply_op(
             battle_id,
             killmail_ids,
         } => {
-            add_kills(conn, *battle_id, killmail_ids).await?;
+            add_kills(conn, *battle_id, killmail_ids, touched).await?;
             touched.add(*battle_id, false);
         }
         BattleOp::RemoveKills {

@@ -92,9 +92,26 @@ pub async fn sqlite(dir: &Path) -> Database {
     db
 }
 
+/// A fresh, migrated PostgreSQL database, or `None` (skipped) when no server is configured.
+pub async fn postgres() -> Option<Database> {
+    let url = bs_testkit::engine(bs_testkit::POSTGRES)?;
+    let target = StoreTarget::Postgres {
+        server_url: url,
+        database: bs_testkit::unique_name("bs_battle_test"),
+    };
+    let db = Database::open(&target, 4).await.unwrap();
+    db.migrate(bs_battle::ALL_MIGRATIONS).await.unwrap();
+    Some(db)
+}
+
 /// The service core over SQLite in `dir`, without the bus.
 pub async fn battles_in(dir: &Path, settings: EngineSettings) -> Arc<Battles> {
-    let store: Arc<dyn BattleStore> = Arc::new(SqlBattleStore::new(sqlite(dir).await));
+    battles_on(sqlite(dir).await, settings).await
+}
+
+/// The service core over a given database.
+pub async fn battles_on(db: Database, settings: EngineSettings) -> Arc<Battles> {
+    let store: Arc<dyn BattleStore> = Arc::new(SqlBattleStore::new(db));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Arc::new(Battles::open(store, geo(), clock, settings).await.unwrap())
 }
@@ -104,4 +121,9 @@ pub async fn guard<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(120), f)
         .await
         .expect("timed out")
+}
+
+/// The service's SQLite file under a data dir (`battle.db`, the name `start()` uses).
+pub async fn sqlite_at(dir: &Path) -> Database {
+    sqlite(dir).await
 }

@@ -1,0 +1,371 @@
+//! The store conformance suite: the same scenarios on SQLite and on PostgreSQL
+//! (`BATTLESCOPE_TEST_POSTGRES`; skipped locally when unset, mandatory under `CI=true`).
+
+use bs_battle::domain::{BattleOp, EngineSettings};
+use bs_battle::store::{BattleQuery, ChangeSet, Cursor, Lookup, SidesUpdate, SortKey};
+use bs_clustering::{Entity, SideOverride, SideTarget};
+use bs_events::BattleStatus;
+use bs_store::Database;
+
+use crate::helpers::*;
+
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = bs_testkit::temp_dir();
+                    super::$name(crate::helpers::sqlite(dir.path()).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = crate::helpers::postgres().await else { return };
+                    super::$name(db).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    real_fight_queries_filters_and_pages,
+    redelivered_changesets_change_nothing,
+    merges_keep_aliases_and_overrides,
+    stale_sides_are_not_saved
+);
+
+async fn real_fight_queries_filters_and_pages(db: Database) {
+    let battles = battles_on(db, EngineSettings::default()).await;
+    let mut events = enriched(&fixture("uw9b-f"));
+    events.extend(enriched(&fixture("lxq2-t")));
+    battles.ingest(&events).await.unwrap();
+    battles.tick().await.unwrap();
+    battles.refresh().await.unwrap();
+    let store = battles.store();
+    let all = store
+        .battles(&BattleQuery {
+            limit: 500,
+            ..BattleQuery::default()
+        })
+        .await
+        .unwrap()
+        .0;
+    assert!(all.len() >= 2);
+    // Default order: newest start first.
+    assert!(
+        all.windows(2)
+            .all(|w| (w[0].start_ms, w[0].battle_id) >= (w[1].start_ms, w[1].battle_id))
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.battles_total as usize, all.len());
+    assert_eq!(counts.killmails as usize, events.len());
+    assert_eq!(counts.active, 0, "2021 battles are over by the wall clock");
+
+    // Pages of 1 by kills, ascending, visit every battle exactly once in order.
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let q = BattleQuery {
+            sort: SortKey::Kills,
+            ascending: true,
+            limit: 1,
+            cursor: cursor.clone(),
+            ..BattleQuery::default()
+        };
+        let (rows, next) = store.battles(&q).await.unwrap();
+        seen.extend(rows.iter().map(|r| (r.total_kills, r.battle_id)));
+        match next {
+            Some(c) => cursor = Some(Cursor::decode(&c).unwrap()),
+            None => break,
+        }
+    }
+    let mut expected: Vec<(u32, u64)> = all.iter().map(|r| (r.total_kills, r.battle_id)).collect();
+    expected.sort_unstable();
+    assert_eq!(seen, expected);
+    // ISK pages (a float key) too.
+    let (first, next) = store
+        .battles(&BattleQuery {
+            sort: SortKey::Isk,
+            limit: 1,
+            ..BattleQuery::default()
+        })
+        .await
+        .unwrap();
+    let (second, _) = store
+        .battles(&BattleQuery {
+            sort: SortKey::Isk,
+            limit: 1,
+            cursor: Cursor::decode(&next.unwrap()),
+            ..BattleQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(first[0].total_isk >= second[0].total_isk && first[0].battle_id != second[0].battle_id);
+
+    let big = all.iter().max_by_key(|r| r.total_kills).unwrap();
+    let by = |q: BattleQuery| async move {
+        store
+            .battles(&BattleQuery { limit: 500, ..q })
+            .await
+            .unwrap()
+            .0
+    };
+    let ids = |rows: Vec<bs_battle::store::BattleRow>| {
+        rows.into_iter().map(|r| r.battle_id).collect::<Vec<_>>()
+    };
+    assert!(
+        ids(by(BattleQuery {
+            system_id: Some(30_002_355),
+            ..BattleQuery::default()
+        })
+        .await)
+        .contains(&big.battle_id)
+    );
+    assert!(
+        ids(by(BattleQuery {
+            region_id: Some(big.region_ids[0]),
+            ..BattleQuery::default()
+        })
+        .await)
+        .contains(&big.battle_id)
+    );
+    assert!(
+        ids(by(BattleQuery {
+            security_type: Some("nullsec".into()),
+            ..BattleQuery::default()
+        })
+        .await)
+        .contains(&big.battle_id)
+    );
+    assert!(
+        by(BattleQuery {
+            security_type: Some("highsec".into()),
+            ..BattleQuery::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        ids(by(BattleQuery {
+            min_kills: Some(i64::from(big.total_kills)),
+            ..BattleQuery::default()
+        })
+        .await),
+        vec![big.battle_id]
+    );
+    assert!(
+        by(BattleQuery {
+            min_pilots: Some(100_000),
+            ..BattleQuery::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        by(BattleQuery {
+            min_isk: Some(big.total_isk + 1.0),
+            ..BattleQuery::default()
+        })
+        .await
+        .iter()
+        .all(|r| r.battle_id != big.battle_id)
+    );
+    assert!(
+        by(BattleQuery {
+            status: Some(BattleStatus::Active),
+            ..BattleQuery::default()
+        })
+        .await
+        .is_empty()
+    );
+    let alliance = big.sides[0].alliance_ids[0];
+    assert!(
+        ids(by(BattleQuery {
+            alliance_id: Some(alliance),
+            ..BattleQuery::default()
+        })
+        .await)
+        .contains(&big.battle_id)
+    );
+    let corp = big.sides[0].corporation_ids[0];
+    assert!(
+        ids(by(BattleQuery {
+            corporation_id: Some(corp),
+            ..BattleQuery::default()
+        })
+        .await)
+        .contains(&big.battle_id)
+    );
+    let from = bs_store::from_millis(big.end_ms + 1);
+    assert!(
+        by(BattleQuery {
+            from_ms: Some(from.timestamp_millis()),
+            ..BattleQuery::default()
+        })
+        .await
+        .iter()
+        .all(|r| r.battle_id != big.battle_id)
+    );
+
+    // A pilot of the battle: involvement filter and ship history.
+    let kills = store.kills_of(big.battle_id).await.unwrap();
+    assert_eq!(kills.len() as u32, big.total_kills);
+    let lost = kills
+        .iter()
+        .find(|k| k.kill.victim.character_id.is_some())
+        .unwrap();
+    let pilot = lost.kill.victim.character_id.unwrap();
+    assert!(
+        ids(by(BattleQuery {
+            character_id: Some(pilot as i64),
+            ..BattleQuery::default()
+        })
+        .await)
+        .contains(&big.battle_id)
+    );
+    let history = store.ship_history(pilot, 100).await.unwrap();
+    assert!(history.iter().any(|h| h.lost
+        && h.killmail_id == lost.kill.killmail_id
+        && h.battle_id == Some(big.battle_id)));
+}
+
+async fn redelivered_changesets_change_nothing(db: Database) {
+    let battles = battles_on(db, EngineSettings::default()).await;
+    let events = enriched(&fixture("uw9b-f"));
+    battles.ingest(&events).await.unwrap();
+    battles.refresh().await.unwrap();
+    let q = BattleQuery {
+        limit: 500,
+        ..BattleQuery::default()
+    };
+    let before = battles.store().battles(&q).await.unwrap().0;
+    // Replaying every operation again (as after a crash before the consumer commit).
+    let big = before.iter().max_by_key(|r| r.total_kills).unwrap();
+    let kills = battles.store().kills_of(big.battle_id).await.unwrap();
+    let ids: Vec<u64> = kills.iter().map(|k| k.kill.killmail_id).collect();
+    let replay = ChangeSet {
+        kills,
+        ops: vec![
+            BattleOp::Create {
+                battle_id: big.battle_id,
+            },
+            BattleOp::AddKills {
+                battle_id: big.battle_id,
+                killmail_ids: ids,
+            },
+        ],
+        now_ms: 1,
+        ..ChangeSet::default()
+    };
+    battles.store().apply(&replay).await.unwrap();
+    battles.store().apply(&replay).await.unwrap();
+    assert_eq!(battles.store().battles(&q).await.unwrap().0, before);
+    assert!(battles.store().dirty_battles(10).await.unwrap().is_empty());
+}
+
+async fn merges_keep_aliases_and_overrides(db: Database) {
+    let battles = battles_on(db, EngineSettings::default()).await;
+    let events = enriched(&fixture("uw9b-f"));
+    battles.ingest(&events).await.unwrap();
+    let store = battles.store();
+    let big = store
+        .battles(&BattleQuery {
+            sort: SortKey::Kills,
+            limit: 1,
+            ..BattleQuery::default()
+        })
+        .await
+        .unwrap()
+        .0
+        .remove(0);
+    let kills = store.kills_of(big.battle_id).await.unwrap();
+    // Carve a second battle out of the last ten kills, with an override, then merge it back.
+    let tail: Vec<u64> = kills
+        .iter()
+        .rev()
+        .take(10)
+        .map(|k| k.kill.killmail_id)
+        .collect();
+    let other = tail[9];
+    let ops = vec![
+        BattleOp::Create { battle_id: other },
+        BattleOp::AddKills {
+            battle_id: other,
+            killmail_ids: tail.clone(),
+        },
+    ];
+    store
+        .apply(&ChangeSet {
+            ops,
+            now_ms: 2,
+            ..ChangeSet::default()
+        })
+        .await
+        .unwrap();
+    let o = SideOverride {
+        entity: Entity::Alliance(7),
+        target: SideTarget::Side(1),
+    };
+    store.put_override(other, &o, Some("fc"), 3).await.unwrap();
+    let Lookup::Found(carved) = store.battle(other).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(carved.total_kills, 10);
+    let Lookup::Found(rest) = store.battle(big.battle_id).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(rest.total_kills, big.total_kills - 10);
+    let ops = vec![BattleOp::Merge {
+        survivor: big.battle_id,
+        absorbed: other,
+    }];
+    store
+        .apply(&ChangeSet {
+            ops,
+            now_ms: 4,
+            ..ChangeSet::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.battle(other).await.unwrap(),
+        Lookup::Redirect(big.battle_id)
+    );
+    let Lookup::Found(merged) = store.battle(big.battle_id).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(merged.total_kills, big.total_kills);
+    assert_eq!(merged.pilots, big.pilots);
+    assert_eq!(store.overrides(big.battle_id).await.unwrap(), vec![o]);
+    assert_eq!(
+        store.row(other).await.unwrap().unwrap().status,
+        BattleStatus::Merged
+    );
+    assert_eq!(store.battle(1).await.unwrap(), Lookup::NotFound);
+}
+
+async fn stale_sides_are_not_saved(db: Database) {
+    let battles = battles_on(db, EngineSettings::default()).await;
+    battles.ingest(&enriched(&fixture("uw9b-f"))).await.unwrap();
+    let store = battles.store();
+    let id = store.dirty_battles(1).await.unwrap()[0];
+    let row = store.row(id).await.unwrap().unwrap();
+    let update = |rev| SidesUpdate {
+        battle_id: id,
+        seen_revision: rev,
+        sides: Some((Vec::new(), true, false)),
+        published_status: BattleStatus::Active,
+        events: Vec::new(),
+    };
+    assert!(!store.save_sides(&update(row.revision + 1)).await.unwrap());
+    assert!(store.save_sides(&update(row.revision)).await.unwrap());
+    let row = store.row(id).await.unwrap().unwrap();
+    assert!(row.multi_party);
+    assert_eq!(row.sides_revision, row.revision as i64);
+    assert!(!store.dirty_battles(100).await.unwrap().contains(&id));
+}
