@@ -358,7 +358,9 @@ impl Inner {
     /// `prefix_typos` adds a typo match on the edge n-grams of the last token (a typo in a word
     /// still being typed); it is the most expensive clause, so autocomplete only uses it when
     /// nothing else matched.
-    fn text_query(&self, q: &NormQuery, prefix_typos: bool) -> Box<dyn Query> {
+    /// `max_typos` caps the per-token typo budget (a distance-2 automaton over a large word
+    /// dictionary costs several times a distance-1 one).
+    fn text_query(&self, q: &NormQuery, max_typos: u8, prefix_typos: bool) -> Box<dyn Query> {
         let f = &self.f;
         let term = |field: Field, s: &str| Term::from_field_text(field, s);
         let tq =
@@ -383,7 +385,7 @@ impl Inner {
                 cs(tq(term(f.text_prefix, text::prefix_key(t))), 40.0 / n),
             ];
             let len = t.chars().count();
-            let budget = text::typo_budget(len);
+            let budget = text::typo_budget(len).min(max_typos);
             if budget > 0 {
                 alts.push(cs(
                     Box::new(FuzzyTermQuery::new(term(f.text, t), budget, true)),
@@ -526,13 +528,25 @@ impl Inner {
                 }
             }
         }
-        // Typos only when nothing matched as typed (Typesense's `typo_tokens_threshold = 1`):
-        // first whole-word typos, then typos in the word being typed.
-        for prefix_typos in [false, true] {
+        // Typos only when nothing matched as typed (Typesense's `typo_tokens_threshold = 1`),
+        // cheapest first: one typo per word, two per long word (skipped if no word is long),
+        // then a typo in the word being typed.
+        for (max_typos, prefix_typos) in [(1, false), (2, false), (1, true)] {
             if !seen.is_empty() {
                 break;
             }
-            let query = with_types(self.text_query(&nq, prefix_typos));
+            // Skip stages that would add no typo clause: the tiers already ran everything else.
+            let useful = if prefix_typos {
+                nq.tokens.last().is_some_and(|t| t.chars().count() >= 5)
+            } else {
+                nq.tokens
+                    .iter()
+                    .any(|t| text::typo_budget(t.chars().count()) >= max_typos)
+            };
+            if !useful {
+                continue;
+            }
+            let query = with_types(self.text_query(&nq, max_typos, prefix_typos));
             for a in self.top_by_relevance(&searcher, &*query, (limit * 4).max(20))? {
                 if seen.insert(a) {
                     addrs.push(a);
@@ -557,7 +571,7 @@ impl Inner {
             q => NormQuery::parse(q),
         };
         if let Some(nq) = &nq {
-            must.push((Occur::Must, self.text_query(nq, true)));
+            must.push((Occur::Must, self.text_query(nq, 2, true)));
         }
         let query: Box<dyn Query> = if must.is_empty() {
             Box::new(AllQuery)
