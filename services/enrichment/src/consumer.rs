@@ -87,6 +87,8 @@ pub struct Enricher {
     /// Serialises read-decide-write between the consumer and the background passes, so
     /// revisions never go backwards.
     write_lock: tokio::sync::Mutex<()>,
+    /// Bumped after every committed write, so a batch knows whether what it read is stale.
+    write_generation: AtomicU64,
     pub stats: PipelineStats,
 }
 
@@ -110,6 +112,7 @@ impl Enricher {
             clock,
             settings,
             write_lock: tokio::sync::Mutex::new(()),
+            write_generation: AtomicU64::new(0),
             stats: PipelineStats::default(),
         }
     }
@@ -171,6 +174,7 @@ impl Enricher {
             }
         }
         let ids: Vec<i64> = prepared.iter().map(|p| p.killmail_id).collect();
+        let generation = self.write_generation.load(Ordering::Acquire);
         let existing = self.store.existing(&ids).await?;
         let sde_version = self.sde_version().to_owned();
         let before = prepared.len();
@@ -203,8 +207,12 @@ impl Enricher {
         }
 
         let _guard = self.write_lock.lock().await;
-        // Re-read under the lock: the resolver may have written some of these meanwhile.
-        let existing = self.store.existing(&ids).await?;
+        // Re-read under the lock only if another writer (the resolver) committed meanwhile.
+        let existing = if self.write_generation.load(Ordering::Acquire) == generation {
+            existing
+        } else {
+            self.store.existing(&ids).await?
+        };
         let mut rows = Vec::with_capacity(prepared.len());
         let mut envelopes = Vec::with_capacity(prepared.len());
         let time = self.clock.now();
@@ -236,6 +244,7 @@ impl Enricher {
             });
         }
         self.store.write(&rows, &envelopes).await?;
+        self.write_generation.fetch_add(1, Ordering::AcqRel);
         report.published = envelopes.len();
         self.stats
             .published
@@ -375,6 +384,7 @@ impl Enricher {
             });
         }
         self.store.write(&rows, &envelopes).await?;
+        self.write_generation.fetch_add(1, Ordering::AcqRel);
         self.stats
             .updates_published
             .fetch_add(envelopes.len() as u64, Ordering::Relaxed);

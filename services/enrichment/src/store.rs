@@ -169,21 +169,81 @@ const COLUMNS: &[&str] = &[
     "updated_at",
 ];
 
-/// The upsert; `enriched_at` keeps the first enrichment time.
-static UPSERT: LazyLock<String> = LazyLock::new(|| {
-    let placeholders: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("${i}")).collect();
+/// Rows per upsert statement: fewer statements matter more than anything else for SQLite
+/// throughput; 16 × 41 binds stays far below both backends' parameter limits.
+const ROWS_PER_UPSERT: usize = 16;
+
+/// The multi-row upsert for `rows` rows; `enriched_at` keeps the first enrichment time.
+fn upsert_sql(rows: usize) -> String {
+    let n = COLUMNS.len();
+    let values: Vec<String> = (0..rows)
+        .map(|r| format!("({})", placeholders(n, r * n + 1)))
+        .collect();
     let updates: Vec<String> = COLUMNS
         .iter()
         .filter(|c| !matches!(**c, "killmail_id" | "enriched_at"))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO enriched_killmails ({}) VALUES ({}) ON CONFLICT (killmail_id) DO UPDATE SET {}",
+        "INSERT INTO enriched_killmails ({}) VALUES {} ON CONFLICT (killmail_id) DO UPDATE SET {}",
         COLUMNS.join(", "),
-        placeholders.join(", "),
+        values.join(", "),
         updates.join(", ")
     )
-});
+}
+
+static UPSERT_FULL: LazyLock<String> = LazyLock::new(|| upsert_sql(ROWS_PER_UPSERT));
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds one row's 41 values in [`COLUMNS`] order.
+fn bind_row<'q>(q: AnyQuery<'q>, row: &EnrichedRow) -> StoreResult<AnyQuery<'q>> {
+    let e = &row.event;
+    let v = &e.victim;
+    let attacker_data = serde_json::to_string(&e.attackers).map_err(encode)?;
+    let payload = serde_json::to_string(e).map_err(encode)?;
+    Ok(q.bind(e.killmail_id)
+        .bind(e.killmail_time.timestamp_millis())
+        .bind(e.hash.clone())
+        .bind(e.source.as_str())
+        .bind(v.ship.type_id)
+        .bind(v.ship.type_name.clone())
+        .bind(v.ship.group_id)
+        .bind(v.ship.group_name.clone())
+        .bind(v.ship.class.clone())
+        .bind(e.system.id)
+        .bind(e.system.name.clone())
+        .bind(e.system.constellation_id)
+        .bind(e.system.constellation_name.clone())
+        .bind(e.system.region_id)
+        .bind(e.system.region_name.clone())
+        .bind(e.system.security_status)
+        .bind(e.system.security_type.clone())
+        .bind(v.who.character_id)
+        .bind(v.who.character_name.clone())
+        .bind(v.who.corporation_id)
+        .bind(v.who.corporation_name.clone())
+        .bind(v.who.alliance_id)
+        .bind(v.who.alliance_name.clone())
+        .bind(v.who.faction_id)
+        .bind(v.who.faction_name.clone())
+        .bind(attacker_data)
+        .bind(i64::from(e.attacker_count))
+        .bind(i64::from(e.pilot_count))
+        .bind(e.isk.destroyed)
+        .bind(e.isk.dropped)
+        .bind(e.isk.total)
+        .bind(e.isk.value_source.clone())
+        .bind(i64::from(e.names_pending))
+        .bind(i64::from(e.enrichment_version))
+        .bind(row.sde_version.clone())
+        .bind(i64::from(e.revision))
+        .bind(row.input_hash.clone())
+        .bind(payload)
+        .bind(row.source_event.clone())
+        .bind(row.now)
+        .bind(row.now))
+}
 
 fn placeholders(n: usize, first: usize) -> String {
     (first..first + n)
@@ -246,55 +306,17 @@ impl EnrichmentStore for SqlEnrichmentStore {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
-        for row in rows {
-            let e = &row.event;
-            let v = &e.victim;
-            let attacker_data = serde_json::to_string(&e.attackers).map_err(encode)?;
-            let payload = serde_json::to_string(e).map_err(encode)?;
-            sqlx::query(dynamic_sql(UPSERT.clone()))
-                .bind(e.killmail_id)
-                .bind(e.killmail_time.timestamp_millis())
-                .bind(&e.hash)
-                .bind(e.source.as_str())
-                .bind(v.ship.type_id)
-                .bind(v.ship.type_name.clone())
-                .bind(v.ship.group_id)
-                .bind(v.ship.group_name.clone())
-                .bind(v.ship.class.clone())
-                .bind(e.system.id)
-                .bind(e.system.name.clone())
-                .bind(e.system.constellation_id)
-                .bind(e.system.constellation_name.clone())
-                .bind(e.system.region_id)
-                .bind(e.system.region_name.clone())
-                .bind(e.system.security_status)
-                .bind(e.system.security_type.clone())
-                .bind(v.who.character_id)
-                .bind(v.who.character_name.clone())
-                .bind(v.who.corporation_id)
-                .bind(v.who.corporation_name.clone())
-                .bind(v.who.alliance_id)
-                .bind(v.who.alliance_name.clone())
-                .bind(v.who.faction_id)
-                .bind(v.who.faction_name.clone())
-                .bind(attacker_data)
-                .bind(i64::from(e.attacker_count))
-                .bind(i64::from(e.pilot_count))
-                .bind(e.isk.destroyed)
-                .bind(e.isk.dropped)
-                .bind(e.isk.total)
-                .bind(e.isk.value_source.clone())
-                .bind(i64::from(e.names_pending))
-                .bind(i64::from(e.enrichment_version))
-                .bind(&row.sde_version)
-                .bind(i64::from(e.revision))
-                .bind(&row.input_hash)
-                .bind(payload)
-                .bind(&row.source_event)
-                .bind(row.now)
-                .bind(row.now)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in rows.chunks(ROWS_PER_UPSERT) {
+            let sql = if chunk.len() == ROWS_PER_UPSERT {
+                UPSERT_FULL.clone()
+            } else {
+                upsert_sql(chunk.len())
+            };
+            let mut q = sqlx::query(dynamic_sql(sql));
+            for row in chunk {
+                q = bind_row(q, row)?;
+            }
+            q.execute(&mut *tx).await?;
         }
         for env in events {
             outbox::enqueue(&mut tx, env).await?;
