@@ -159,6 +159,8 @@ struct Node {
     borders: Vec<u32>,
     /// The battle this kill was last reported in, to diff membership into events.
     reported: Option<BattleId>,
+    /// Evicted: unreachable, waiting for the next compaction.
+    dead: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -175,6 +177,8 @@ struct Comp {
     /// Distinct pilots on the cores while not yet qualified; dropped once it qualified.
     pilots: Option<HashSet<u64>>,
     earliest: (TimeMs, u64),
+    /// The latest core kill time; members are at most `border_gap` later.
+    last: TimeMs,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +202,10 @@ pub struct Clusterer<G: SystemGraph> {
     /// Kills before this time were evicted; older arrivals are rejected as too late.
     evicted_before: TimeMs,
     systems: HashMap<u32, SystemIndex>,
+    /// Every live kill by (time, id), for eviction.
+    timeline: BTreeMap<(TimeMs, u64), u32>,
+    /// Evicted node slots not yet compacted away.
+    dead: usize,
     comps: HashMap<u32, Comp>,
     battles: HashMap<BattleId, BattleMeta>,
     aliases: HashMap<BattleId, BattleId>,
@@ -243,6 +251,8 @@ impl<G: SystemGraph> Clusterer<G> {
             ignored: HashMap::new(),
             evicted_before: TimeMs::MIN,
             systems: HashMap::new(),
+            timeline: BTreeMap::new(),
+            dead: 0,
             comps: HashMap::new(),
             battles: HashMap::new(),
             aliases: HashMap::new(),
@@ -405,7 +415,9 @@ impl<G: SystemGraph> Clusterer<G> {
         fresh.stats = self.stats;
         fresh.ignored = std::mem::take(&mut self.ignored);
         fresh.evicted_before = self.evicted_before;
-        let mut order: Vec<u32> = (0..self.nodes.len() as u32).collect();
+        let mut order: Vec<u32> = (0..self.nodes.len() as u32)
+            .filter(|&i| !self.nodes[i as usize].dead)
+            .collect();
         order.sort_by_key(|&i| self.nodes[i as usize].key);
         for &i in &order {
             let n = &self.nodes[i as usize];
@@ -547,48 +559,110 @@ impl<G: SystemGraph> Clusterer<G> {
         if horizon < self.evicted_before.saturating_add(EVICTION_STEP_MS) {
             return Vec::new();
         }
-        let n = self.nodes.len();
-        let mut keep = vec![true; n];
+        let bg = self.settings.border_gap_ms;
+        let candidates: Vec<u32> = self
+            .timeline
+            .range(..(horizon, 0))
+            .map(|(_, &i)| i)
+            .collect();
         let mut evicted = Vec::new();
-        for comp in self.comps.values() {
-            let members = self.comp_members(&comp.cores);
-            let last = members
-                .iter()
-                .map(|&i| self.nodes[i as usize].key.0)
-                .max()
-                .unwrap_or(TimeMs::MIN);
-            if last >= horizon {
+        for i in candidates {
+            let (dead, core, border_of) = {
+                let n = &self.nodes[i as usize];
+                (n.dead, n.core, n.border_of)
+            };
+            if dead {
                 continue;
             }
-            for &m in &members {
-                keep[m as usize] = false;
+            let anchor = match (core, border_of) {
+                (true, _) => i,
+                (false, Some(b)) => b,
+                (false, None) => {
+                    // Noise: in no component, older than the horizon.
+                    self.kill_node(i);
+                    continue;
+                }
+            };
+            let root = self.find(anchor);
+            let settled = self
+                .comps
+                .get(&root)
+                .is_some_and(|c| c.last.saturating_add(bg) < horizon);
+            if !settled {
+                continue;
             }
+            let Some(comp) = self.comps.remove(&root) else {
+                continue;
+            };
+            let members = self.comp_members(&comp.cores);
             if let Some(id) = comp.battle
-                && let Some(meta) = self.battles.get(&id)
+                && let Some(meta) = self.battles.remove(&id)
             {
-                let mut ids: Vec<(TimeMs, u64)> = members
+                self.active.remove(&id);
+                let mut keys: Vec<(TimeMs, u64)> = members
                     .iter()
-                    .map(|&i| self.nodes[i as usize].key)
+                    .map(|&m| self.nodes[m as usize].key)
                     .collect();
-                ids.sort_unstable();
-                let mut battle = meta.summary.clone();
+                keys.sort_unstable();
+                let mut battle = meta.summary;
                 battle.ended = true;
                 evicted.push(EvictedBattle {
                     battle,
-                    killmail_ids: ids.into_iter().map(|k| k.1).collect(),
+                    killmail_ids: keys.into_iter().map(|k| k.1).collect(),
                 });
             }
-        }
-        for (i, node) in self.nodes.iter().enumerate() {
-            if !node.core && node.border_of.is_none() && node.key.0 < horizon {
-                keep[i] = false;
+            for m in members {
+                self.kill_node(m);
             }
         }
-        // Compact the node arena and remap every index.
+        self.ignored.retain(|_, t| *t >= horizon);
+        if !evicted.is_empty() {
+            let live: Vec<BattleId> = self
+                .aliases
+                .keys()
+                .copied()
+                .filter(|&a| self.resolve(a).is_some())
+                .collect();
+            self.aliases.retain(|a, _| live.contains(a));
+        }
+        self.evicted_before = horizon;
+        // Compact once half the arena is dead: amortised O(1) per evicted kill.
+        if self.dead * 2 > self.nodes.len() {
+            self.compact();
+        }
+        evicted.sort_by_key(|e| (e.battle.start_ms, e.battle.id));
+        evicted
+    }
+
+    /// Unlinks an evicted kill from every index; its slot is reclaimed by `compact`.
+    fn kill_node(&mut self, i: u32) {
+        let n = &mut self.nodes[i as usize];
+        if n.dead {
+            return;
+        }
+        n.dead = true;
+        n.pilots = Box::default();
+        n.borders = Vec::new();
+        let (key, system) = (n.key, n.system);
+        self.dead += 1;
+        self.by_id.remove(&key.1);
+        self.timeline.remove(&key);
+        if let Some(sys) = self.systems.get_mut(&system) {
+            sys.kills.remove(&key);
+            sys.cores.remove(&key);
+            if sys.kills.is_empty() {
+                self.systems.remove(&system);
+            }
+        }
+    }
+
+    /// Drops dead slots from the node arena and remaps every index.
+    fn compact(&mut self) {
+        let n = self.nodes.len();
         let mut remap = vec![u32::MAX; n];
         let old = std::mem::take(&mut self.nodes);
         for (i, node) in old.into_iter().enumerate() {
-            if keep[i] {
+            if !node.dead {
                 remap[i] = self.nodes.len() as u32;
                 self.nodes.push(node);
             }
@@ -601,17 +675,16 @@ impl<G: SystemGraph> Clusterer<G> {
             }
         }
         for sys in self.systems.values_mut() {
-            sys.kills.retain(|_, i| keep[*i as usize]);
-            sys.cores.retain(|_, i| keep[*i as usize]);
             for i in sys.kills.values_mut().chain(sys.cores.values_mut()) {
                 *i = remap[*i as usize];
             }
         }
-        self.systems.retain(|_, sys| !sys.kills.is_empty());
+        for i in self.timeline.values_mut() {
+            *i = remap[*i as usize];
+        }
         let comps = std::mem::take(&mut self.comps);
         self.comps = comps
             .into_iter()
-            .filter(|(root, _)| keep[*root as usize])
             .map(|(root, mut c)| {
                 for x in &mut c.cores {
                     *x = remap[*x as usize];
@@ -619,40 +692,23 @@ impl<G: SystemGraph> Clusterer<G> {
                 (remap[root as usize], c)
             })
             .collect();
-        for e in &evicted {
-            self.battles.remove(&e.battle.id);
-            self.active.remove(&e.battle.id);
-        }
         for meta in self.battles.values_mut() {
             meta.anchor = remap[meta.anchor as usize];
         }
-        self.by_id = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| (node.key.1, i as u32))
-            .collect();
-        self.ignored.retain(|_, t| *t >= horizon);
-        let live: Vec<BattleId> = self
-            .aliases
-            .keys()
-            .copied()
-            .filter(|&a| self.resolve(a).is_some())
-            .collect();
-        self.aliases.retain(|a, _| live.contains(a));
-        self.evicted_before = horizon;
-        evicted.sort_by_key(|e| (e.battle.start_ms, e.battle.id));
-        evicted
+        for i in self.by_id.values_mut() {
+            *i = remap[*i as usize];
+        }
+        self.dead = 0;
     }
 
     /// The number of kills held in memory.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.nodes.len() - self.dead
     }
 
     /// True when no kill is held.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.len() == 0
     }
 
     // ----- internals -----
@@ -697,7 +753,9 @@ impl<G: SystemGraph> Clusterer<G> {
             border_of: None,
             borders: Vec::new(),
             reported: None,
+            dead: false,
         });
+        self.timeline.insert(key, idx);
         let min = self.settings.core_min_kills;
         let mut newly = Vec::new();
         for j in near {
@@ -737,6 +795,7 @@ impl<G: SystemGraph> Clusterer<G> {
                 battle: None,
                 pilots: Some(pilots),
                 earliest: key,
+                last: key.0,
             },
         );
         self.dirty_comps.push(c);
@@ -930,6 +989,7 @@ impl<G: SystemGraph> Clusterer<G> {
         };
         big.cores.extend_from_slice(&small.cores);
         big.earliest = big.earliest.min(small.earliest);
+        big.last = big.last.max(small.last);
         big.pilots = match (big.pilots, small.pilots) {
             (Some(mut p), Some(q)) => {
                 p.extend(q);

@@ -300,14 +300,22 @@ fn settled_battles_are_evicted_and_older_arrivals_are_too_late() {
     let mut c = clusterer();
     let day = 24 * 60;
     let _ = c.insert_batch(burst(1, 0.0, 6, 30).iter());
+    let _ = c.insert_batch(burst(50, 60.0, 6, 30).iter());
+    let _ = c.insert(&kill(90, 200.0, 30, &[1], 5)); // a lone kill: noise
     let _ = c.insert_batch(burst(100, 5.0 * day as f64, 6, 30).iter());
     let _ = c.tick(T0 + 5 * day * MIN + 10 * MIN);
     let evicted = c.evict_settled(72 * 60 * MIN);
-    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted.len(), 2);
     assert_eq!(evicted[0].battle.id, BattleId(1));
+    assert_eq!(evicted[1].battle.id, BattleId(50));
     assert!(evicted[0].battle.ended);
     assert_eq!(evicted[0].killmail_ids, (1..7).collect::<Vec<_>>());
+    // 13 of 19 kills evicted: the arena was compacted, indices remapped.
     assert_eq!(c.len(), 6, "only the recent battle stays in memory");
+    assert_eq!(
+        c.killmail_ids(BattleId(100)),
+        (100..106).collect::<Vec<_>>()
+    );
     assert_eq!(c.battle(BattleId(1)), None);
     // A kill of the evicted window is too late; the live battle keeps working.
     assert!(c.insert(&kill(7, 3.0, 30, &[1, 2, 3], 9)).is_empty());
