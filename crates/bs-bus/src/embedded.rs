@@ -28,8 +28,10 @@
 //! dies, or when its partition moves to another member.
 //!
 //! Members of one group **in the same process** split the partitions of each
-//! topic between them (partition `p` goes to the `p mod n`-th member), like a
-//! Kafka group with a range-free assignment. Groups are not coordinated across
+//! topic between them (partition `p` goes to the `p mod n`-th member, by join
+//! order), like a Kafka group. Opening the same directory twice in a process
+//! returns the same bus, so this holds even when every service calls
+//! [`crate::connect`] itself. Groups are not coordinated across
 //! processes: two processes consuming the same group each read every partition,
 //! which is correct (at least once) but duplicates work — run one consumer
 //! process per group, or use Kafka for split deployments.
@@ -243,7 +245,53 @@ impl EmbeddedBus {
     /// Opens (creating if needed) the log in `config.dir` and starts the
     /// watcher task and, with `retention` set, the pruning task. Must be called
     /// inside a tokio runtime.
+    ///
+    /// Opening a directory that is already open in this process returns the
+    /// open bus (the first configuration wins): services of the all-in-one
+    /// binary that each call `connect` still share one group coordinator and
+    /// wake each other without polling.
     pub async fn open(config: EmbeddedConfig) -> BusResult<Self> {
+        // Held across the open so two concurrent opens cannot both miss.
+        static OPEN: tokio::sync::Mutex<Vec<(PathBuf, Weak<Shared>)>> =
+            tokio::sync::Mutex::const_new(Vec::new());
+        if config.partitions == 0 {
+            return Err(BusError::Config(
+                "embedded bus partitions must be at least 1".into(),
+            ));
+        }
+        tokio::fs::create_dir_all(&config.dir).await.map_err(|e| {
+            BusError::Config(format!(
+                "cannot create bus dir {}: {e}",
+                config.dir.display()
+            ))
+        })?;
+        let canonical = tokio::fs::canonicalize(&config.dir).await.map_err(|e| {
+            BusError::Config(format!(
+                "cannot resolve bus dir {}: {e}",
+                config.dir.display()
+            ))
+        })?;
+        let mut open = OPEN.lock().await;
+        open.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(shared) = open
+            .iter()
+            .find(|(path, _)| *path == canonical)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            if shared.config != config {
+                tracing::warn!(
+                    dir = %canonical.display(),
+                    "embedded bus already open in this process; keeping its configuration"
+                );
+            }
+            return Ok(Self { shared });
+        }
+        let bus = Self::open_new(config).await?;
+        open.push((canonical, Arc::downgrade(&bus.shared)));
+        Ok(bus)
+    }
+
+    async fn open_new(config: EmbeddedConfig) -> BusResult<Self> {
         if config.partitions == 0 {
             return Err(BusError::Config(
                 "embedded bus partitions must be at least 1".into(),

@@ -64,7 +64,16 @@ pub struct KafkaConfig {
     pub session_timeout: Duration,
     /// How long `publish`, `ensure_topics` and `ping` wait for the broker.
     pub request_timeout: Duration,
-    /// Extra librdkafka properties for every client (e.g. `security.protocol`).
+    /// `fetch.wait.max.ms`: how long the broker may hold an empty fetch. Lower
+    /// means lower end-to-end latency on brokers that answer only at the
+    /// deadline (Tansu) at the cost of more idle requests.
+    pub fetch_wait: Duration,
+    /// `linger.ms`: how long the producer waits to fill a request.
+    pub linger: Duration,
+    /// Extra librdkafka properties for every client (e.g. `security.protocol`,
+    /// `sasl.*`). They are applied first, so they cannot override the settings
+    /// set here (idempotence, `acks`, manual commits, offsets reset), on which
+    /// the delivery guarantees rest.
     pub extra: Vec<(String, String)>,
 }
 
@@ -77,6 +86,8 @@ impl KafkaConfig {
             client_id: "battlescope".to_owned(),
             session_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            fetch_wait: Duration::from_millis(100),
+            linger: Duration::from_millis(5),
             extra: Vec::new(),
         }
     }
@@ -124,7 +135,7 @@ impl KafkaBus {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // A short linger lets a `publish` of many records go out in few requests.
-            .set("linger.ms", "5")
+            .set("linger.ms", millis(config.linger))
             .set("message.timeout.ms", millis(config.request_timeout))
             .create()
             .map_err(|e| kafka_err("producer config", &e))?;
@@ -281,6 +292,7 @@ impl EventBus for KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", millis(self.config.fetch_wait))
             .set("session.timeout.ms", millis(self.config.session_timeout))
             .set(
                 "heartbeat.interval.ms",

@@ -257,3 +257,36 @@ async fn connect_picks_the_implementation_from_config() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_opens_of_one_dir_share_the_group_coordinator() {
+    // The all-in-one binary may call `connect` once per service.
+    let dir = tempfile::tempdir().unwrap();
+    let bus1 = connect(&BusConfig::embedded(dir.path())).await.unwrap();
+    let bus2 = connect(&BusConfig::embedded(dir.path().join(".")))
+        .await
+        .unwrap();
+    let topic = unique("t");
+    let mut m1 = bus1.subscribe("g", &[&topic]).await.unwrap();
+    let mut m2 = bus2.subscribe("g", &[&topic]).await.unwrap();
+    let recs: Vec<_> = (0..100)
+        .map(|i| record(&format!("k{i}"), format!("r{i}")))
+        .collect();
+    bus1.publish(&topic, &recs).await.unwrap();
+    let (mut s1, mut s2) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while s1.len() + s2.len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 100",
+            s1.len() + s2.len()
+        );
+        s1.extend(m1.poll(50, Duration::from_millis(50)).await.unwrap());
+        s2.extend(m2.poll(50, Duration::from_millis(50)).await.unwrap());
+    }
+    let o1: HashSet<i64> = s1.iter().map(|d| d.offset).collect();
+    let o2: HashSet<i64> = s2.iter().map(|d| d.offset).collect();
+    assert!(!o1.is_empty() && !o2.is_empty(), "both members get a share");
+    assert!(o1.is_disjoint(&o2), "no record goes to both members");
+    assert_eq!(o1.len() + o2.len(), 100);
+}
