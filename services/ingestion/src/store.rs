@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use bs_domain::{Killmail, KillmailSource, Zkb};
-use bs_events::{Envelope, KillmailIngested};
+use bs_events::KillmailIngested;
 use bs_store::{Database, StoreError, StoreResult, dynamic_sql, from_millis, to_millis};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -35,6 +35,9 @@ pub struct NewKillmail {
     pub content_hash: String,
     pub r2z2_sequence: Option<i64>,
     pub backfill_job_id: Option<String>,
+    /// The `killmail.ingested` envelope announcing it as new, serialised by the
+    /// pipeline (on the reader thread, reusing `raw_data`), used if it is inserted.
+    pub new_event: Option<String>,
 }
 
 /// A rejected document.
@@ -199,8 +202,19 @@ pub struct SqlIngestionStore {
 const KM_COLUMNS: &str = "killmail_id, hash, system_id, occurred_at, victim_alliance_id, attacker_alliance_ids, isk_value, \
      zkb_url, raw_data, zkb, source, r2z2_sequence, backfill_job_id, content_hash, fetched_at, processed_at, updated_at";
 const KM_PARAMS: usize = 17;
-/// Rows per multi-row INSERT (17 parameters each; SQLite allows 32766).
-const INSERT_CHUNK: usize = 500;
+/// Bound parameters per statement. SQLite (through sqlx) resolves `$N` names in
+/// time quadratic in the parameter count, so its statements stay small; PostgreSQL
+/// takes large multi-row statements happily.
+fn max_params(backend: bs_store::Backend) -> usize {
+    match backend {
+        bs_store::Backend::Sqlite => 100,
+        bs_store::Backend::Postgres => 8000,
+    }
+}
+
+fn rows_per(backend: bs_store::Backend, cols: usize) -> usize {
+    (max_params(backend) / cols).max(1)
+}
 const SELECT_COLUMNS: &str = "killmail_id, hash, system_id, occurred_at, victim_alliance_id, attacker_alliance_ids, isk_value, \
      zkb_url, source, r2z2_sequence, processed_at, updated_at, raw_data, zkb";
 
@@ -261,12 +275,13 @@ impl SqlIngestionStore {
     }
 
     async fn insert_killmails(
+        backend: bs_store::Backend,
         conn: &mut AnyConnection,
         rows: &[&NewKillmail],
         now_ms: i64,
     ) -> StoreResult<HashSet<i64>> {
         let mut inserted = HashSet::new();
-        for chunk in rows.chunks(INSERT_CHUNK) {
+        for chunk in rows.chunks(rows_per(backend, KM_PARAMS)) {
             let sql = format!(
                 "INSERT INTO killmail_events ({KM_COLUMNS}) VALUES {} ON CONFLICT (killmail_id) DO NOTHING RETURNING killmail_id",
                 placeholders(chunk.len(), KM_PARAMS)
@@ -303,19 +318,23 @@ impl SqlIngestionStore {
         Ok(inserted)
     }
 
-    async fn enqueue(conn: &mut AnyConnection, events: &[(Envelope, String)]) -> StoreResult<()> {
-        for chunk in events.chunks(1000) {
+    async fn enqueue(
+        backend: bs_store::Backend,
+        conn: &mut AnyConnection,
+        events: &[OutboxEvent],
+    ) -> StoreResult<()> {
+        for chunk in events.chunks(rows_per(backend, 4)) {
             let sql = format!(
                 "INSERT INTO outbox (topic, event_key, payload, created_at) VALUES {}",
                 placeholders(chunk.len(), 4)
             );
             let mut q = sqlx::query(dynamic_sql(sql));
-            for (env, payload) in chunk {
+            for e in chunk {
                 q = q
-                    .bind(env.event_type.clone())
-                    .bind(env.key.clone())
-                    .bind(payload.clone())
-                    .bind(env.time.timestamp_millis());
+                    .bind(e.topic)
+                    .bind(e.key.clone())
+                    .bind(e.payload.clone())
+                    .bind(e.time.timestamp_millis());
             }
             q.execute(&mut *conn).await?;
         }
@@ -338,12 +357,13 @@ impl SqlIngestionStore {
     }
 
     async fn insert_rejects(
+        backend: bs_store::Backend,
         conn: &mut AnyConnection,
         rejects: &[RejectRecord],
         now_ms: i64,
     ) -> StoreResult<u64> {
         let mut n = 0;
-        for chunk in rejects.chunks(500) {
+        for chunk in rejects.chunks(rows_per(backend, 7)) {
             let sql = format!(
                 "INSERT INTO ingest_rejects (fingerprint, killmail_id, reason, detail, source, raw, rejected_at) VALUES {} \
                  ON CONFLICT (fingerprint) DO NOTHING",
@@ -366,18 +386,75 @@ impl SqlIngestionStore {
     }
 }
 
-fn event(k: &NewKillmail, now: DateTime<Utc>, is_update: bool) -> StoreResult<(Envelope, String)> {
-    let ev = KillmailIngested {
-        killmail: k.killmail.clone(),
-        hash: k.hash.clone(),
-        zkb: k.zkb.clone(),
-        source: k.source,
-        ingested_at: now,
-        is_update,
+/// The envelope fields the outbox row needs.
+pub(crate) struct OutboxEvent {
+    topic: &'static str,
+    key: String,
+    time: DateTime<Utc>,
+    payload: String,
+}
+
+/// `killmail.ingested` as written by `Envelope`, serialised straight from borrowed
+/// fields (no intermediate JSON tree: bulk import writes tens of thousands).
+#[derive(Serialize)]
+struct WireEnvelope<'a> {
+    id: uuid::Uuid,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    version: u32,
+    time: DateTime<Utc>,
+    key: &'a str,
+    payload: WireIngested<'a>,
+}
+
+/// Field for field [`KillmailIngested`]'s serialised form.
+#[derive(Serialize)]
+struct WireIngested<'a> {
+    killmail: &'a Killmail,
+    hash: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zkb: Option<&'a Zkb>,
+    source: KillmailSource,
+    ingested_at: DateTime<Utc>,
+    is_update: bool,
+}
+
+fn event(k: &NewKillmail, now: DateTime<Utc>, is_update: bool) -> StoreResult<OutboxEvent> {
+    use bs_events::Event as _;
+    if k.killmail.killmail_id <= 0 || k.killmail.attackers.is_empty() {
+        return Err(other("an invalid killmail reached the outbox"));
+    }
+    let key = k.killmail.killmail_id.to_string();
+    if let (false, Some(payload)) = (is_update, &k.new_event) {
+        return Ok(OutboxEvent {
+            topic: KillmailIngested::TOPIC,
+            key,
+            time: now,
+            payload: payload.clone(),
+        });
+    }
+    let wire = WireEnvelope {
+        id: uuid::Uuid::now_v7(),
+        event_type: KillmailIngested::TOPIC,
+        version: KillmailIngested::VERSION,
+        time: now,
+        key: &key,
+        payload: WireIngested {
+            killmail: &k.killmail,
+            hash: &k.hash,
+            zkb: k.zkb.as_ref(),
+            source: k.source,
+            ingested_at: now,
+            is_update,
+        },
     };
-    let env = Envelope::wrap(&ev, now).map_err(other)?;
-    let payload = serde_json::to_string(&env).map_err(other)?;
-    Ok((env, payload))
+    let payload = serde_json::to_string(&wire).map_err(other)?;
+    Ok(OutboxEvent {
+        topic: KillmailIngested::TOPIC,
+        key,
+        time: now,
+        payload,
+    })
 }
 
 fn row_to_stored(r: KmRow) -> StoredKillmail {
@@ -464,7 +541,7 @@ impl IngestionStore for SqlIngestionStore {
         let mut rejects = batch.rejects;
 
         let mut tx = self.db.begin().await?;
-        let inserted = Self::insert_killmails(&mut tx, &rows, now_ms).await?;
+        let inserted = Self::insert_killmails(self.db.backend(), &mut tx, &rows, now_ms).await?;
         let mut events = Vec::with_capacity(inserted.len());
         let mut existing: Vec<&NewKillmail> = Vec::new();
         for k in &rows {
@@ -479,7 +556,7 @@ impl IngestionStore for SqlIngestionStore {
             // Compare with what is stored: same content is a duplicate, a new hash an anomaly,
             // changed content (re-published upstream) an update when the source is authoritative.
             let mut stored: HashMap<i64, (String, String)> = HashMap::new();
-            for chunk in existing.chunks(INSERT_CHUNK) {
+            for chunk in existing.chunks(rows_per(self.db.backend(), 1)) {
                 let sql = format!(
                     "SELECT killmail_id, hash, content_hash FROM killmail_events WHERE killmail_id IN ({})",
                     (1..=chunk.len())
@@ -531,8 +608,9 @@ impl IngestionStore for SqlIngestionStore {
                 }
             }
         }
-        Self::enqueue(&mut tx, &events).await?;
-        outcome.rejects_new = Self::insert_rejects(&mut tx, &rejects, now_ms).await?;
+        Self::enqueue(self.db.backend(), &mut tx, &events).await?;
+        outcome.rejects_new =
+            Self::insert_rejects(self.db.backend(), &mut tx, &rejects, now_ms).await?;
         for g in &batch.gaps {
             sqlx::query(
                 "INSERT INTO r2z2_gaps (first_sequence, last_sequence, kind, detected_at, repair_job_id) VALUES ($1, $2, $3, $4, $5) \
@@ -598,7 +676,7 @@ impl IngestionStore for SqlIngestionStore {
 
     async fn known_ids(&self, ids: &[i64]) -> StoreResult<HashSet<i64>> {
         let mut out = HashSet::new();
-        for chunk in ids.chunks(900) {
+        for chunk in ids.chunks(rows_per(self.db.backend(), 2)) {
             let list = (1..=chunk.len())
                 .map(|i| format!("${i}"))
                 .collect::<Vec<_>>()
