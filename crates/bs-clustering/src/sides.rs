@@ -247,6 +247,84 @@ fn counted_attackers(kill: &ClusterKill, settings: &SideSettings) -> Vec<(Entity
     by_unit.into_iter().collect()
 }
 
+/// A unit's friendly and hostile weight towards each side, over its placed neighbours.
+fn per_side(
+    g: &Graph,
+    u: Entity,
+    side_of: &HashMap<Entity, usize>,
+    n: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut f = vec![0.0; n];
+    let mut h = vec![0.0; n];
+    if let Some(adj) = g.adj.get(&u) {
+        for &v in adj {
+            if v == u {
+                continue;
+            }
+            if let Some(&s) = side_of.get(&v) {
+                f[s] += g.f(u, v);
+                h[s] += g.h(u, v);
+            }
+        }
+    }
+    (f, h)
+}
+
+/// Hostile (`sh`) and friendly (`sf`) weight between sides, over placed units.
+#[derive(Default)]
+struct SideMatrix {
+    n: usize,
+    sh: Vec<Vec<f64>>,
+    sf: Vec<Vec<f64>>,
+}
+
+impl SideMatrix {
+    fn add_side(&mut self) -> usize {
+        self.n += 1;
+        for row in self.sh.iter_mut().chain(self.sf.iter_mut()) {
+            row.push(0.0);
+        }
+        self.sh.push(vec![0.0; self.n]);
+        self.sf.push(vec![0.0; self.n]);
+        self.n - 1
+    }
+
+    /// Adds (`sign` 1) or removes (−1) a unit on side `s`, given its per-side weights.
+    fn shift(&mut self, s: usize, f: &[f64], h: &[f64], sign: f64) {
+        for t in 0..f.len().min(self.n) {
+            self.sh[s][t] += sign * h[t];
+            self.sh[t][s] += sign * h[t];
+            self.sf[s][t] += sign * f[t];
+            self.sf[t][s] += sign * f[t];
+        }
+    }
+
+    /// The unit's score on every side: friendly − hostile + `eoe` × its hostility towards the
+    /// side's enemies. `own` is the unit's current side, whose contribution is taken out.
+    fn scores(&self, own: Option<usize>, f: &[f64], h: &[f64], eoe: f64) -> Vec<f64> {
+        let n = self.n;
+        let without = |m: &Vec<Vec<f64>>, w: &[f64], x: usize, y: usize| {
+            let mut v = m[x][y];
+            if own == Some(x) {
+                v -= w[y];
+            }
+            if own == Some(y) {
+                v -= w[x];
+            }
+            v
+        };
+        (0..n)
+            .map(|s| {
+                let enemies: f64 = (0..n)
+                    .filter(|&t| t != s && without(&self.sh, h, s, t) > without(&self.sf, f, s, t))
+                    .map(|t| h[t])
+                    .sum();
+                f[s] - h[s] + eoe * enemies
+            })
+            .collect()
+    }
+}
+
 /// Splits a battle's participants into sides. Deterministic for a given set of kills, whatever
 /// their order.
 #[must_use]
@@ -302,61 +380,20 @@ pub fn assign_sides(
     });
 
     let mut side_of: HashMap<Entity, usize> = HashMap::new();
-    let mut n_sides = 0usize;
-    let score = |u: Entity, side_of: &HashMap<Entity, usize>, n: usize| -> Vec<f64> {
-        let mut f = vec![0.0; n];
-        let mut h = vec![0.0; n];
-        if let Some(adj) = g.adj.get(&u) {
-            for &v in adj {
-                if let Some(&s) = side_of.get(&v) {
-                    f[s] += g.f(u, v);
-                    h[s] += g.h(u, v);
-                }
-            }
-        }
-        // Side-level enmity, from the already placed units.
-        let mut sh = vec![vec![0.0; n]; n];
-        let mut sf = vec![vec![0.0; n]; n];
-        for (&(a, b), &w) in &g.hostile {
-            if a == u || b == u {
-                continue;
-            }
-            if let (Some(&x), Some(&y)) = (side_of.get(&a), side_of.get(&b)) {
-                sh[x][y] += w;
-                sh[y][x] += w;
-            }
-        }
-        for (&(a, b), &w) in &g.friendly {
-            if a == u || b == u {
-                continue;
-            }
-            if let (Some(&x), Some(&y)) = (side_of.get(&a), side_of.get(&b)) {
-                sf[x][y] += w;
-                sf[y][x] += w;
-            }
-        }
-        (0..n)
-            .map(|s| {
-                let eoe: f64 = (0..n)
-                    .filter(|&t| t != s && sh[s][t] > sf[s][t])
-                    .map(|t| h[t])
-                    .sum();
-                f[s] - h[s] + settings.enemy_of_enemy * eoe
-            })
-            .collect()
-    };
+    // Side-level hostility/friendship between placed units, kept up to date as units are placed
+    // and moved; a recount per score would cost O(edges) per unit.
+    let mut m = SideMatrix::default();
     for &u in &order {
-        let sc = score(u, &side_of, n_sides);
+        let (f, h) = per_side(&g, u, &side_of, m.n);
+        let sc = m.scores(None, &f, &h, settings.enemy_of_enemy);
         let best = sc
             .iter()
             .enumerate()
             .filter(|&(_, &v)| v > 0.0)
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
             .map(|(i, _)| i);
-        let s = best.unwrap_or_else(|| {
-            n_sides += 1;
-            n_sides - 1
-        });
+        let s = best.unwrap_or_else(|| m.add_side());
+        m.shift(s, &f, &h, 1.0);
         side_of.insert(u, s);
     }
     // Local moves: a unit moves when another side scores clearly better. Bounded passes.
@@ -364,13 +401,16 @@ pub fn assign_sides(
         let mut moved = false;
         for &u in &order {
             let cur = side_of[&u];
-            let sc = score(u, &side_of, n_sides);
+            let (f, h) = per_side(&g, u, &side_of, m.n);
+            let sc = m.scores(Some(cur), &f, &h, settings.enemy_of_enemy);
             let (best, best_score) = sc
                 .iter()
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
                 .map_or((cur, 0.0), |(i, &v)| (i, v));
             if best != cur && best_score > sc[cur] + 1e-9 && best_score > 0.0 {
+                m.shift(cur, &f, &h, -1.0);
+                m.shift(best, &f, &h, 1.0);
                 side_of.insert(u, best);
                 moved = true;
             }
