@@ -26,6 +26,7 @@ macro_rules! conformance_suite {
             independent_consumer_groups,
             batch_publish,
             empty_poll_returns_within_timeout,
+            one_consumer_on_several_topics,
             kill9_at_least_once,
         );
     };
@@ -377,6 +378,43 @@ pub async fn empty_poll_returns_within_timeout(h: &impl Harness) {
     .expect("poll(max = 0) returns")
     .expect("poll");
     assert!(got.is_empty());
+}
+
+pub async fn one_consumer_on_several_topics(h: &impl Harness) {
+    let (t1, t2) = (unique("multi-a"), unique("multi-b"));
+    let group = unique("g");
+    let bus = h.open().await;
+    bus.ensure_topics(&[&t1, &t2]).await.expect("ensure");
+    let on = |t: &str, n: usize| -> Vec<Record> {
+        (0..n)
+            .map(|i| record(&format!("k{i}"), format!("{t}/{i}")))
+            .collect()
+    };
+    bus.publish(&t1, &on(&t1, 6)).await.expect("publish a");
+    bus.publish(&t2, &on(&t2, 4)).await.expect("publish b");
+    let mut c = bus.subscribe(&group, &[&t1, &t2]).await.expect("subscribe");
+    let got = drain(c.as_mut(), 10, h.patience()).await;
+    for d in &got {
+        assert!(
+            text(d).starts_with(&format!("{}/", d.topic)),
+            "{d:?} carries the wrong topic"
+        );
+    }
+    assert_eq!(got.iter().filter(|d| d.topic == t1).count(), 6);
+    // One commit call covering both topics.
+    c.commit(&got).await.expect("commit");
+    drop(c);
+    bus.publish(&t2, &[record("m", "marker")])
+        .await
+        .expect("publish marker");
+    let mut c = bus
+        .subscribe(&group, &[&t1, &t2])
+        .await
+        .expect("resubscribe");
+    assert_eq!(
+        until_marker(c.as_mut(), "marker", h.patience()).await,
+        vec!["marker"]
+    );
 }
 
 pub async fn kill9_at_least_once(h: &impl Harness) {
