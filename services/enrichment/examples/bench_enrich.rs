@@ -196,6 +196,23 @@ async fn main() {
         n as f64 / secs,
         after - before
     );
+    let sizes: (f64, f64, f64) = bs_store::sqlx::query_as(
+        "SELECT CAST(AVG(LENGTH(payload)) AS DOUBLE PRECISION), CAST(AVG(LENGTH(attacker_data)) AS DOUBLE PRECISION), \
+         CAST(AVG(LENGTH(source_event)) AS DOUBLE PRECISION) FROM enriched_killmails",
+    )
+    .fetch_one(warm_db.pool())
+    .await
+    .unwrap();
+    let (outbox,): (f64,) = bs_store::sqlx::query_as(
+        "SELECT CAST(AVG(LENGTH(payload)) AS DOUBLE PRECISION) FROM outbox",
+    )
+    .fetch_one(warm_db.pool())
+    .await
+    .unwrap();
+    println!(
+        "bytes per killmail: payload {:.0}, attacker_data {:.0}, source_event {:.0}, outbox {outbox:.0}",
+        sizes.0, sizes.1, sizes.2
+    );
     // Redelivery of the whole week: the idempotency check alone.
     let t = Instant::now();
     for chunk in events.chunks(BATCH) {

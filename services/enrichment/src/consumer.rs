@@ -286,9 +286,15 @@ impl Enricher {
                 break;
             };
             after = last;
-            updated += self
+            let (n, esi_complete) = self
                 .refresh_rows(rows, self.settings.resolver_deadline, EsiWait::Queue)
                 .await?;
+            updated += n;
+            if !esi_complete && n == 0 {
+                // ESI is still unhealthy: stop here rather than walk every pending row;
+                // the next pass (after a backoff) starts again from the beginning.
+                break;
+            }
         }
         Ok(updated)
     }
@@ -310,17 +316,20 @@ impl Enricher {
             after = last;
             updated += self
                 .refresh_rows(rows, self.settings.inline_deadline, EsiWait::Skip)
-                .await?;
+                .await?
+                .0;
         }
         Ok(updated)
     }
 
+    /// Re-enriches stored rows (resolving what they miss first) and re-publishes the ones
+    /// whose content changed. Returns (updates published, whether ESI answered everything).
     async fn refresh_rows(
         &self,
         rows: Vec<SourceRow>,
         deadline: Duration,
         wait: EsiWait,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<(usize, bool)> {
         let mut prepared = Vec::with_capacity(rows.len());
         let mut old: HashMap<i64, (u32, String)> = HashMap::with_capacity(rows.len());
         for r in rows {
@@ -345,9 +354,8 @@ impl Enricher {
         for e in self.enrich_all(&prepared, now) {
             missing.extend(&e.missing);
         }
-        if !missing.is_empty() {
-            self.knowledge.resolve(&missing, now, deadline, wait).await;
-        }
+        let esi_complete =
+            missing.is_empty() || self.knowledge.resolve(&missing, now, deadline, wait).await;
         let _guard = self.write_lock.lock().await;
         let ids: Vec<i64> = prepared.iter().map(|p| p.killmail_id).collect();
         let existing = self.store.existing(&ids).await?;
@@ -391,7 +399,7 @@ impl Enricher {
         self.stats
             .published
             .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
-        Ok(envelopes.len())
+        Ok((envelopes.len(), esi_complete))
     }
 
     /// The background loop: re-enrich stale rows once, then resolve pending names until

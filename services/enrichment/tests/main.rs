@@ -5,6 +5,7 @@
 //! * `faults`: ESI down, 5xx, 429, slow, low error budget (FakeEsi): the pipeline never
 //!   stalls, names fill in later through the update path.
 //! * `idempotency`: redeliveries change nothing; updates bump the revision.
+//! * `prices`: the live-mode price refresh and its stored copy.
 //! * `store_suite`: the store on SQLite and (when configured) PostgreSQL.
 //! * `api` and `service`: the HTTP API and `start()` end to end on the embedded bus.
 
@@ -13,6 +14,7 @@ mod helpers;
 mod api;
 mod faults;
 mod idempotency;
+mod prices;
 mod real_data;
 mod service;
 mod store_suite;
