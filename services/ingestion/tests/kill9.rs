@@ -185,9 +185,19 @@ async fn import_survives_sigkill() {
         .unwrap();
     let mut counts = Vec::new();
     for _ in 0..5 {
+        let before = ctx.store.stats().await.unwrap().killmails_total;
         let child = spawn("import", dir.path(), "");
-        // A debug-build child takes a few seconds to import the 2,036 killmails.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(800..6000))).await;
+        // Kill at a random time, or soon after a chunk committed (the next one is then in
+        // flight), whichever comes first, so kills land inside the import however fast it is.
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(rng.random_range(500..6000));
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if ctx.store.stats().await.unwrap().killmails_total > before {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
+                break;
+            }
+        }
         sigkill(child);
         counts.push(ctx.store.stats().await.unwrap().killmails_total);
     }
