@@ -356,3 +356,33 @@ fn ec_p8r_is_two_battles_with_the_same_enemies() {
     // The first one also spread into G-M4I8 (30001987), one jump away.
     assert_eq!(big[0].system_ids, vec![30001984, 30001987]);
 }
+
+#[test]
+fn reclustering_with_the_same_settings_changes_nothing_and_keeps_ids() {
+    let kills = load(&[
+        "fight-ec-p8r-2021-11-28.jsonl.gz",
+        "repo:fight-uw9b-f-2021-11-30.jsonl.gz",
+    ]);
+    // Reverse arrival: ids are assigned at creation, so some differ from the earliest kill.
+    let mut c = Clusterer::new(ClusterSettings::default(), graph());
+    for k in kills.iter().rev() {
+        let _ = c.insert(k);
+    }
+    let before: Vec<_> = c.battles().into_iter().cloned().collect();
+    let canonical: Vec<_> = cluster(&kills)
+        .battles()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_ne!(
+        before.iter().map(|b| b.id).collect::<Vec<_>>(),
+        canonical,
+        "reverse arrival founds some battles on a later kill"
+    );
+    let partition = c.partition();
+    let events = c.recluster(ClusterSettings::default());
+    assert!(events.is_empty(), "{events:?}");
+    let after: Vec<_> = c.battles().into_iter().cloned().collect();
+    assert_eq!(before, after, "same ids, same summaries");
+    assert_eq!(c.partition(), partition);
+}
