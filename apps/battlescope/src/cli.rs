@@ -66,6 +66,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Search index maintenance.
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
     /// Static data (SDE) maintenance.
     Sde {
         #[command(subcommand)]
@@ -88,6 +93,12 @@ pub enum AuthCommand {
         #[arg(long)]
         generate: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Rebuild every collection from the owning services' data.
+    Reindex,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +158,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "re-encrypted {moved} tokens; {undecryptable} could not be decrypted with the configured keys"
             );
+            Ok(())
+        }
+        Command::Search {
+            command: SearchCommand::Reindex,
+        } => {
+            let summary = bs_search::reindex(&config()?).await?;
+            println!("{summary:?}");
             Ok(())
         }
         Command::Sde {

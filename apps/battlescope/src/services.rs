@@ -5,11 +5,14 @@ use bs_runtime::{ServiceContext, ServiceHandle};
 use bs_store::MigrationSet;
 
 /// Start order in one process: producers before consumers, the BFF (which
-/// calls the others) and the web UI last.
+/// calls the others) last.
 pub const START_ORDER: &[ServiceName] = &[
     ServiceName::Authentication,
     ServiceName::Ingestion,
     ServiceName::Enrichment,
+    ServiceName::Battle,
+    ServiceName::Search,
+    ServiceName::Bff,
 ];
 
 /// Starts one service.
@@ -18,7 +21,13 @@ pub async fn start(name: ServiceName, ctx: &ServiceContext) -> anyhow::Result<Se
         ServiceName::Ingestion => bs_ingestion::start(ctx).await,
         ServiceName::Authentication => bs_authentication::start(ctx).await,
         ServiceName::Enrichment => bs_enrichment::start(ctx).await,
-        other => anyhow::bail!("the {other} service is not part of this build yet"),
+        ServiceName::Battle => bs_battle::start(ctx).await,
+        ServiceName::Search => bs_search::start(ctx).await,
+        // The web UI is rendered by the BFF crate: `serve web` and `serve bff` run the same router.
+        ServiceName::Bff | ServiceName::Web => bs_bff::start(ctx).await,
+        ServiceName::Notification => {
+            anyhow::bail!("the notification service is not part of this build yet")
+        }
     }
 }
 
@@ -28,6 +37,9 @@ pub fn migrations(name: ServiceName) -> Vec<MigrationSet> {
         ServiceName::Ingestion => vec![bs_store::outbox::MIGRATIONS, bs_ingestion::MIGRATIONS],
         ServiceName::Authentication => vec![bs_authentication::MIGRATIONS],
         ServiceName::Enrichment => bs_enrichment::MIGRATIONS.to_vec(),
-        _ => Vec::new(),
+        ServiceName::Battle => bs_battle::ALL_MIGRATIONS.to_vec(),
+        ServiceName::Search | ServiceName::Bff | ServiceName::Web | ServiceName::Notification => {
+            Vec::new()
+        }
     }
 }
