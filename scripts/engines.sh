@@ -9,7 +9,7 @@
 set -euo pipefail
 
 STATE_DIR="${BATTLESCOPE_ENGINES_DIR:-/tmp/battlescope-engines}"
-TYPESENSE_KEY="battlescope-test-key"
+TYPESENSE_KEY="${BATTLESCOPE_TEST_TYPESENSE_KEY:-battlescope-test-key}"
 log() { echo "engines: $*" >&2; }
 
 need_apt() {
