@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use crate::graph::SystemGraph;
 use crate::model::{ClusterKill, MINUTE_MS, TimeMs};
 
+/// A kill's total order: kill time, then killmail id.
+type KillKey = (TimeMs, u64);
+
 /// The least advance of the eviction horizon that triggers a new eviction pass.
 pub const EVICTION_STEP_MS: TimeMs = 10 * MINUTE_MS;
 
@@ -709,6 +712,69 @@ impl<G: SystemGraph> Clusterer<G> {
     /// True when no kill is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Re-applies persisted battle ids after a rebuild from stored killmails (e.g. on restart).
+    ///
+    /// A [`BattleId`] is the killmail id of its founding kill, so each given id names a kill.
+    /// Every live battle holding such a kill takes that id; when several land in one battle the
+    /// oldest founding kill wins and the others become aliases (with `merged` events). Ids of
+    /// kills no longer held are ignored. Membership is untouched.
+    pub fn adopt_ids(&mut self, ids: impl IntoIterator<Item = BattleId>) -> Vec<BattleEvent> {
+        // Current battle -> the persisted ids it holds, with their founding kill's key.
+        let mut by_current: BTreeMap<BattleId, Vec<(KillKey, BattleId)>> = BTreeMap::new();
+        for id in ids {
+            let Some(&idx) = self.by_id.get(&id.0) else {
+                continue;
+            };
+            if let Some(cur) = self.current_battle(idx) {
+                by_current
+                    .entry(cur)
+                    .or_default()
+                    .push((self.nodes[idx as usize].key, id));
+            }
+        }
+        let mut events = Vec::new();
+        for (cur, mut known) in by_current {
+            known.sort_unstable();
+            known.dedup();
+            let keep = known[0].1;
+            if keep != cur
+                && let Some(mut meta) = self.battles.remove(&cur)
+            {
+                meta.summary.id = keep;
+                let root = self.find(meta.anchor);
+                let members = self.members(root);
+                if let Some(c) = self.comps.get_mut(&root) {
+                    c.battle = Some(keep);
+                }
+                for m in members {
+                    if self.nodes[m as usize].reported == Some(cur) {
+                        self.nodes[m as usize].reported = Some(keep);
+                    }
+                }
+                if self.active.remove(&cur) {
+                    self.active.insert(keep);
+                }
+                for target in self.aliases.values_mut() {
+                    if *target == cur {
+                        *target = keep;
+                    }
+                }
+                self.aliases.remove(&keep);
+                self.battles.insert(keep, meta);
+            }
+            for &(_, other) in &known[1..] {
+                if other != keep {
+                    self.aliases.insert(other, keep);
+                    events.push(BattleEvent::Merged {
+                        survivor: keep,
+                        absorbed: other,
+                    });
+                }
+            }
+        }
+        events
     }
 
     // ----- internals -----

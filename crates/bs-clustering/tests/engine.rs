@@ -370,3 +370,30 @@ fn esi_adapter_reads_zkb_shapes_and_rejects_bad_input() {
         Err(EsiRejection::BadTime(_))
     ));
 }
+
+#[test]
+fn adopted_ids_rename_and_alias() {
+    let kills: Vec<_> = burst(1, 0.0, 6, 30)
+        .into_iter()
+        .chain(burst(20, 25.0, 6, 30))
+        .collect();
+    let mut c = clusterer();
+    let _ = c.insert_batch(kills.iter());
+    // A persisted id founded on kill 20 renames the battle.
+    assert!(c.adopt_ids([BattleId(20)]).is_empty());
+    assert_eq!(c.battles()[0].id, BattleId(20));
+    assert_eq!(c.battle_of(1), Some(BattleId(20)));
+    // Two persisted ids in one battle: the older founding kill wins, the other redirects.
+    let ev = c.adopt_ids([BattleId(20), BattleId(1)]);
+    assert_eq!(
+        ev,
+        vec![BattleEvent::Merged {
+            survivor: BattleId(1),
+            absorbed: BattleId(20)
+        }]
+    );
+    assert_eq!(c.resolve(BattleId(20)), Some(BattleId(1)));
+    assert_eq!(c.killmail_ids(BattleId(20)).len(), 12);
+    // Unknown kills are ignored.
+    assert!(c.adopt_ids([BattleId(999)]).is_empty());
+}

@@ -386,3 +386,41 @@ fn reclustering_with_the_same_settings_changes_nothing_and_keeps_ids() {
     assert_eq!(before, after, "same ids, same summaries");
     assert_eq!(c.partition(), partition);
 }
+
+#[test]
+fn a_rebuild_adopts_the_persisted_ids() {
+    let kills = load(&[
+        "fight-ec-p8r-2021-11-28.jsonl.gz",
+        "repo:fight-uw9b-f-2021-11-30.jsonl.gz",
+    ]);
+    // The live history: reverse arrival, so some ids are not the earliest kill.
+    let mut live = Clusterer::new(ClusterSettings::default(), graph());
+    for k in kills.iter().rev() {
+        let _ = live.insert(k);
+    }
+    let persisted: Vec<_> = live.battles().into_iter().map(|b| b.id).collect();
+    // A restart rebuilds from the store in one batch, then takes the persisted ids back.
+    let mut rebuilt = cluster(&kills);
+    assert_ne!(
+        rebuilt
+            .battles()
+            .into_iter()
+            .map(|b| b.id)
+            .collect::<Vec<_>>(),
+        persisted
+    );
+    let events = rebuilt.adopt_ids(persisted.iter().copied());
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(
+        rebuilt
+            .battles()
+            .into_iter()
+            .map(|b| b.id)
+            .collect::<Vec<_>>(),
+        persisted
+    );
+    assert_eq!(rebuilt.partition(), live.partition());
+    for &id in &persisted {
+        assert_eq!(rebuilt.killmail_ids(id), live.killmail_ids(id));
+    }
+}
