@@ -363,14 +363,19 @@ pub struct BattleConfig {
     pub min_kills: u32,
     /// Fewest distinct pilots for a cluster to count as a battle.
     pub min_pilots: u32,
+    /// How late (kill time, relative to the newest kill) a killmail may still extend, reopen or
+    /// merge battles; the clusterer keeps this window in memory and rebuilds it on start.
+    pub reopen_window: String,
 }
 
 impl Default for BattleConfig {
     fn default() -> Self {
+        // The thresholds justified on the real week in docs/design/battle-clustering.md §4.
         Self {
-            gap: "15m".into(),
-            min_kills: 3,
-            min_pilots: 4,
+            gap: "30m".into(),
+            min_kills: 5,
+            min_pilots: 6,
+            reopen_window: "72h".into(),
         }
     }
 }
