@@ -26,7 +26,7 @@ async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
 async fn killmail_by_id_bulk_and_status() {
     let fake = bs_esi::fake::FakeEsi::start().await.unwrap();
     let events = small_fight();
-    let w = world(Some(esi_client(&fake)), quick()).await;
+    let w = world(Some(esi_client(&fake)), patient()).await;
     feed(&w.enricher, &events, 500).await;
     let app = router(ApiState {
         enricher: Arc::clone(&w.enricher),

@@ -104,7 +104,7 @@ fn check_names(ev: &KillmailEnriched, data: &FakeData) {
 async fn healthy_esi_resolves_names_inline_in_bulk() {
     let fake = FakeEsi::start().await.unwrap();
     let events = small_fight();
-    let w = world(Some(esi_client(&fake)), quick()).await;
+    let w = world(Some(esi_client(&fake)), patient()).await;
     let report = feed(&w.enricher, &events, 500).await;
     assert_eq!(report.published, events.len());
     assert_eq!(report.pending, 0);

@@ -151,6 +151,15 @@ pub fn quick() -> PipelineSettings {
     }
 }
 
+/// A healthy-ESI setting: the inline deadline is far above any response time, so a
+/// loaded machine cannot turn an answer into "pending".
+pub fn patient() -> PipelineSettings {
+    PipelineSettings {
+        inline_deadline: Duration::from_secs(60),
+        ..quick()
+    }
+}
+
 /// Every event waiting in the outbox, in publication order.
 pub async fn outbox(db: &Database) -> Vec<KillmailEnriched> {
     let rows: Vec<(String,)> = bs_store::sqlx::query_as("SELECT payload FROM outbox ORDER BY id")
