@@ -506,7 +506,9 @@ impl<G: SystemGraph> Clusterer<G> {
         ids.sort();
         for id in ids {
             let kill_ids = fresh.killmail_ids(id);
-            let summary = fresh.battles[&id].summary.clone();
+            let Some(summary) = fresh.battles.get(&id).map(|m| m.summary.clone()) else {
+                continue;
+            };
             if self.battles.contains_key(&id) {
                 let before: HashSet<u64> = self.killmail_ids(id).into_iter().collect();
                 let after: HashSet<u64> = kill_ids.iter().copied().collect();
@@ -514,7 +516,9 @@ impl<G: SystemGraph> Clusterer<G> {
                 let mut removed: Vec<u64> = before.difference(&after).copied().collect();
                 added.sort_unstable();
                 removed.sort_unstable();
-                if !added.is_empty() || !removed.is_empty() || summary != self.battles[&id].summary
+                if !added.is_empty()
+                    || !removed.is_empty()
+                    || self.battles.get(&id).is_none_or(|m| m.summary != summary)
                 {
                     events.push(BattleEvent::Updated {
                         battle: summary,
@@ -1018,8 +1022,13 @@ impl<G: SystemGraph> Clusterer<G> {
         self.nodes[child as usize].parent = root;
         let battle = match (big.battle, small.battle) {
             (Some(x), Some(y)) => {
-                let fx = self.battles[&x].founding;
-                let fy = self.battles[&y].founding;
+                // Both battles exist while their components do; a missing one sorts last.
+                let founding = |id: BattleId| {
+                    self.battles
+                        .get(&id)
+                        .map_or((TimeMs::MAX, id.0), |m| m.founding)
+                };
+                let (fx, fy) = (founding(x), founding(y));
                 let (survivor, absorbed) = if fx <= fy { (x, y) } else { (y, x) };
                 self.battles.remove(&absorbed);
                 self.aliases.insert(absorbed, survivor);
