@@ -302,6 +302,14 @@ fn query_mix(names: &[String], n: usize) -> Vec<String> {
     qs
 }
 
+/// The 1-minute load average, printed next to latencies: the machine is shared.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -314,7 +322,7 @@ async fn run_latency(
     idx: Arc<dyn SearchIndex>,
     queries: &[String],
     clients: usize,
-) -> (f64, f64, f64, f64, Vec<(Duration, String)>) {
+) -> (f64, f64, f64, f64, f64, Vec<(Duration, String)>) {
     let queries = Arc::new(queries.to_vec());
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -352,6 +360,7 @@ async fn run_latency(
     let mean = all.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / all.len() as f64;
     (
         pct(&all, 0.5),
+        pct(&all, 0.9),
         pct(&all, 0.99),
         mean,
         all.len() as f64 / wall,
@@ -410,10 +419,11 @@ async fn bench(
     // Warm-up pass (page cache, JIT-free but caches matter), not measured.
     let _ = run_latency(idx.clone(), &queries[..queries.len().min(200)], 4).await;
     for clients in [1, 16] {
-        let (p50, p99, mean, qps, slowest) = run_latency(idx.clone(), queries, clients).await;
+        let (p50, p90, p99, mean, qps, slowest) = run_latency(idx.clone(), queries, clients).await;
         println!(
-            "[{name}] autocomplete x{} queries, {clients:>2} clients: p50 {p50:.2} ms  p99 {p99:.2} ms  mean {mean:.2} ms  {qps:.0} q/s",
-            queries.len()
+            "[{name}] autocomplete x{} queries, {clients:>2} clients: p50 {p50:.2} ms  p90 {p90:.2} ms  p99 {p99:.2} ms  mean {mean:.2} ms  {qps:.0} q/s  (loadavg {})",
+            queries.len(),
+            loadavg()
         );
         if clients == 1 {
             let show: Vec<String> = slowest

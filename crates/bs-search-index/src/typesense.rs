@@ -271,28 +271,8 @@ impl TypesenseIndex {
                 "import {c}: {status}: {text}"
             )));
         }
-        // One result line per document, in order; 200 even when lines fail.
-        let mut lines = text.lines();
-        for d in docs {
-            let line: Value = lines
-                .next()
-                .and_then(|l| serde_json::from_str(l).ok())
-                .unwrap_or_else(|| json!({"success": false, "error": "missing import result"}));
-            if line.get("success").and_then(Value::as_bool) == Some(true) {
-                report.indexed += 1;
-            } else {
-                let reason = line
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("import failed")
-                    .to_string();
-                report.rejected.push(Rejection {
-                    collection: c,
-                    id: d.id.clone(),
-                    reason,
-                });
-            }
-        }
+        let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+        parse_import_result(c, &ids, &text, report);
         Ok(())
     }
 
@@ -334,6 +314,32 @@ impl TypesenseIndex {
             }
         }
         Ok(results)
+    }
+}
+
+/// Reads an import response: one JSON line per document, in order (HTTP 200 even when lines
+/// fail). A failed or missing line is a rejection of that document.
+fn parse_import_result(c: Collection, ids: &[&str], text: &str, report: &mut UpsertReport) {
+    let mut lines = text.lines();
+    for id in ids {
+        let line: Value = lines
+            .next()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| json!({"success": false, "error": "missing import result"}));
+        if line.get("success").and_then(Value::as_bool) == Some(true) {
+            report.indexed += 1;
+        } else {
+            let reason = line
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("import failed")
+                .to_string();
+            report.rejected.push(Rejection {
+                collection: c,
+                id: id.to_string(),
+                reason,
+            });
+        }
     }
 }
 
@@ -623,6 +629,37 @@ mod tests {
             "regionName:=[`Cloud Ring`,`ab`] && totalKills:>=11 && totalKills:<=100"
         );
         assert_eq!(filter_by(Collection::Alliances, &f), None);
+    }
+
+    #[test]
+    fn import_lines_are_parsed_one_by_one() {
+        // The shape Typesense 0.24.1 returns for a mixed batch.
+        let body = concat!(
+            "{\"success\":true}\n",
+            "{\"code\":400,\"document\":\"{}\",\"error\":\"Field `totalKills` must be an int64.\",\"success\":false}\n",
+            "not json\n"
+        );
+        let mut report = UpsertReport::default();
+        parse_import_result(
+            Collection::Battles,
+            &["a", "b", "c", "d"],
+            body,
+            &mut report,
+        );
+        assert_eq!(report.indexed, 1);
+        let reasons: Vec<(&str, &str)> = report
+            .rejected
+            .iter()
+            .map(|r| (r.id.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("b", "Field `totalKills` must be an int64."),
+                ("c", "missing import result"),
+                ("d", "missing import result"),
+            ]
+        );
     }
 
     #[test]
