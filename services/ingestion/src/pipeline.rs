@@ -225,8 +225,11 @@ mod tests {
     fn the_hand_built_event_is_a_valid_versioned_envelope() {
         let p = Pipeline::new(Ruleset::default());
         let now: DateTime<Utc> = "2026-12-01T08:00:00.123Z".parse().unwrap();
-        let Prepared::Accept(k) = p.prepare(REAL.as_bytes(), KillmailSource::R2z2, now) else { panic!("accepted") };
-        let env = bs_events::Envelope::from_bytes(k.new_event.as_ref().unwrap().as_bytes()).unwrap();
+        let Prepared::Accept(k) = p.prepare(REAL.as_bytes(), KillmailSource::R2z2, now) else {
+            panic!("accepted")
+        };
+        let env =
+            bs_events::Envelope::from_bytes(k.new_event.as_ref().unwrap().as_bytes()).unwrap();
         assert_eq!(env.event_type, "killmail.ingested");
         assert_eq!(env.key, "96977835");
         assert_eq!(env.time, now);

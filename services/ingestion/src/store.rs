@@ -537,8 +537,12 @@ impl IngestionStore for SqlIngestionStore {
                 }
             }
         }
-        let rows: Vec<&NewKillmail> = order.iter().map(|&i| &batch.killmails[i]).collect();
+        let mut rows: Vec<&NewKillmail> = order.iter().map(|&i| &batch.killmails[i]).collect();
+        // Ascending keys: concurrent writers take row locks in the same order, so
+        // overlapping batches wait for each other instead of deadlocking.
+        rows.sort_unstable_by_key(|k| k.killmail.killmail_id);
         let mut rejects = batch.rejects;
+        rejects.sort_unstable_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
 
         let mut tx = self.db.begin().await?;
         let inserted = Self::insert_killmails(self.db.backend(), &mut tx, &rows, now_ms).await?;

@@ -255,6 +255,14 @@ pub async fn import_into(
         }
         r.flush()
     });
+    // PostgreSQL takes several writers at once (the primary key still decides every
+    // duplicate); SQLite has one writer, so more would only queue on its lock.
+    let parallel = match store.database().backend() {
+        bs_store::Backend::Postgres => 3,
+        bs_store::Backend::Sqlite => 1,
+    };
+    let mut inflight: tokio::task::JoinSet<bs_store::StoreResult<crate::store::BatchOutcome>> =
+        tokio::task::JoinSet::new();
     let mut summary = ImportSummary {
         files: files.len() as u64,
         ..ImportSummary::default()
@@ -283,16 +291,13 @@ pub async fn import_into(
                 Prepared::Reference { .. } | Prepared::Empty => summary.empty += 1,
             }
         }
-        let outcome = store.apply(batch, now).await?;
-        summary.new += outcome.inserted.len() as u64;
-        summary.duplicate += outcome.duplicates;
-        if outcome.conflicts > 0 {
-            summary.rejected += outcome.conflicts;
-            *summary
-                .rejected_by_reason
-                .entry("hash_conflict".into())
-                .or_default() += outcome.conflicts;
+        if inflight.len() >= parallel
+            && let Some(done) = inflight.join_next().await
+        {
+            tally(&mut summary, done??);
         }
+        let store = store.clone();
+        inflight.spawn(async move { store.apply(batch, now).await });
         if let Some(b) = &bar {
             b.set_position(counter.load(Ordering::Relaxed));
             b.set_message(format!(
@@ -303,12 +308,27 @@ pub async fn import_into(
             ));
         }
     }
+    while let Some(done) = inflight.join_next().await {
+        tally(&mut summary, done??);
+    }
     reader.await??;
     if let Some(b) = &bar {
         b.finish_with_message(format!("{} read, {} new", summary.read, summary.new));
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+fn tally(summary: &mut ImportSummary, outcome: crate::store::BatchOutcome) {
+    summary.new += outcome.inserted.len() as u64;
+    summary.duplicate += outcome.duplicates;
+    if outcome.conflicts > 0 {
+        summary.rejected += outcome.conflicts;
+        *summary
+            .rejected_by_reason
+            .entry("hash_conflict".into())
+            .or_default() += outcome.conflicts;
+    }
 }
 
 /// A terminal progress bar over input bytes.
