@@ -120,3 +120,88 @@ async fn security_type_is_right_for_known_systems() {
         );
     }
 }
+
+/// The acceptance check on the whole 79k-killmail week of shared data (pure
+/// enrichment, no database): no null ship, group, system or region name where the SDE has
+/// the answer.
+#[test]
+fn every_killmail_of_the_shared_week_enriches() {
+    use std::collections::HashMap;
+
+    use bs_enrichment::domain::{Catalog, Input, enrich};
+
+    let dir = std::env::var_os("BATTLESCOPE_SHARED_DATA")
+        .map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+            Into::into,
+        )
+        .join("killmails");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p: &std::path::PathBuf| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("everef-killmails-"))
+    });
+    files.sort();
+    if files.is_empty() {
+        assert!(
+            !bs_testkit::in_ci(),
+            "shared killmail week missing under CI: {}",
+            dir.display()
+        );
+        eprintln!("skipped: no shared killmail week in {}", dir.display());
+        return;
+    }
+    let sde = StaticData::bundled();
+    let (names, types, systems) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let catalog = Catalog {
+        sde,
+        extra_types: &types,
+        extra_systems: &systems,
+        names: &names,
+        prices: bs_sde::MarketPrices::bundled(),
+    };
+    let mut total = 0;
+    let mut unknown_to_sde = 0;
+    for file in &files {
+        for ev in read_killmails(file) {
+            total += 1;
+            let e = enrich(
+                Input {
+                    killmail: &ev.killmail,
+                    hash: &ev.hash,
+                    zkb: None,
+                    source: ev.source,
+                },
+                &catalog,
+            )
+            .event;
+            let id = e.killmail_id;
+            if sde.type_info(e.victim.ship.type_id).is_some() {
+                assert!(
+                    e.victim.ship.type_name.is_some() && e.victim.ship.group_name.is_some(),
+                    "{id}"
+                );
+            } else {
+                unknown_to_sde += 1;
+            }
+            if sde.system(e.system.id).is_some() {
+                assert!(
+                    e.system.name.is_some() && e.system.region_name.is_some(),
+                    "{id}"
+                );
+                assert!(e.system.security_type.is_some(), "{id}");
+            } else {
+                unknown_to_sde += 1;
+            }
+        }
+    }
+    assert!(
+        total > 70_000,
+        "only {total} killmails in {}",
+        dir.display()
+    );
+    // The bundled SDE merges the newer type list: every ship and system of the week is known.
+    assert_eq!(unknown_to_sde, 0);
+}
