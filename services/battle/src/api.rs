@@ -312,7 +312,11 @@ async fn timeline(
         Found::Row(r) => r,
         Found::Response(r) => return r,
     };
-    match state.battles.compute_report(row.battle_id).await {
+    match state
+        .battles
+        .compute_report_at(row.battle_id, row.revision)
+        .await
+    {
         Ok(r) => Json(json!({
             "id": row.battle_id,
             "sides": r.sides.len(),

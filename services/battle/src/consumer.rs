@@ -14,6 +14,7 @@
 //! before the error is returned, so the retried batch is clustered again from a consistent
 //! state (clustering depends only on the set of kills, so this is exact).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,11 +31,11 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::adapter::from_enriched;
-use crate::domain::{Engine, EngineSettings, EngineStats, Geo, snapshot};
+use crate::domain::{Engine, EngineSettings, EngineStats, Geo, StoredKill, snapshot};
 use crate::store::{BattleRow, BattleStore, ChangeSet, SidesUpdate, ms_to_time};
 
 /// How often the ticker ends quiet battles and the refresher publishes.
-pub const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Dirty battles refreshed per pass.
 const REFRESH_BATCH: u32 = 64;
@@ -50,7 +51,15 @@ pub struct Battles {
     rejected: AtomicU64,
     /// Serialises refresh passes (ticker and tests may both call it).
     refreshing: Mutex<()>,
+    /// battle id → (revision, killmails) of recently reported battles.
+    kill_cache: parking_lot::Mutex<HashMap<u64, CachedKills>>,
 }
+
+/// (revision, killmails) of one battle.
+type CachedKills = (u64, Arc<Vec<StoredKill>>);
+
+/// Battles whose killmails stay parsed in memory.
+const KILL_CACHE_BATTLES: usize = 16;
 
 /// What one consumer batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,6 +91,7 @@ impl Battles {
             settings,
             rejected: AtomicU64::new(0),
             refreshing: Mutex::new(()),
+            kill_cache: parking_lot::Mutex::default(),
         })
     }
 
@@ -233,7 +243,7 @@ impl Battles {
             };
             return Ok(self.store.save_sides(&update).await?);
         }
-        let report = self.compute_report(id).await?;
+        let report = self.compute_report_at(id, row.revision).await?;
         let sides = snapshot::side_snapshots(&report);
         let mut snap = snapshot_of(&row);
         snap.sides = sides.clone();
@@ -272,7 +282,34 @@ impl Battles {
     /// The full report of a stored battle (sides with the stored overrides), computed off the
     /// async threads.
     pub async fn compute_report(&self, id: u64) -> anyhow::Result<BattleReport> {
-        let kills = self.store.kills_of(id).await?;
+        let revision = self.store.row(id).await?.map_or(u64::MAX, |r| r.revision);
+        self.compute_report_at(id, revision).await
+    }
+
+    /// [`Battles::compute_report`] for a known revision: the battle's killmails are cached per
+    /// revision, so the refresher and repeated reads of a big battle parse them once.
+    pub async fn compute_report_at(&self, id: u64, revision: u64) -> anyhow::Result<BattleReport> {
+        let cached = self
+            .kill_cache
+            .lock()
+            .get(&id)
+            .filter(|(r, _)| *r == revision)
+            .map(|(_, k)| Arc::clone(k));
+        let kills = match cached {
+            Some(k) => k,
+            None => {
+                let k = Arc::new(self.store.kills_of(id).await?);
+                let mut cache = self.kill_cache.lock();
+                if cache.len() >= KILL_CACHE_BATTLES && !cache.contains_key(&id) {
+                    // Drop the least recently changed battle.
+                    if let Some(&old) = cache.iter().min_by_key(|(_, (r, _))| *r).map(|(b, _)| b) {
+                        cache.remove(&old);
+                    }
+                }
+                cache.insert(id, (revision, Arc::clone(&k)));
+                k
+            }
+        };
         let overrides = self.store.overrides(id).await?;
         let geo = Arc::clone(&self.geo);
         let report =

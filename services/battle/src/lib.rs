@@ -47,7 +47,8 @@ pub const ALL_MIGRATIONS: &[MigrationSet] = &[bs_store::outbox::MIGRATIONS, MIGR
 pub const CONSUMER_GROUP: &str = "battle";
 
 /// Clustering settings from `[battle]`: `gap` is the link gap (and the quiet time that ends a
-/// battle), `min_kills`/`min_pilots` the qualification thresholds; the rest keeps the defaults
+/// battle), `min_kills`/`min_pilots` the qualification thresholds, `reopen_window` how late a
+/// killmail may still change battles; the rest keeps the defaults
 /// justified in docs/design/battle-clustering.md.
 pub fn engine_settings(config: &BattleConfig) -> anyhow::Result<EngineSettings> {
     let gap = humantime::parse_duration(&config.gap)
@@ -58,9 +59,11 @@ pub fn engine_settings(config: &BattleConfig) -> anyhow::Result<EngineSettings> 
         min_battle_pilots: config.min_pilots,
         ..ClusterSettings::default()
     };
+    let window = humantime::parse_duration(&config.reopen_window)
+        .with_context(|| format!("battle.reopen_window `{}`", config.reopen_window))?;
     Ok(EngineSettings {
         cluster,
-        ..EngineSettings::default()
+        reopen_window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
     })
 }
 
@@ -88,6 +91,8 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         .with_check(Arc::new(BusCheck(Arc::clone(&ctx.bus))));
     let consumer = Arc::clone(&battles);
     let mut options = ConsumerOptions::new(CONSUMER_GROUP, &[topics::KILLMAIL_ENRICHED]);
+    // A backlog (backfill) comes in big batches: one commit per 2,000 killmails.
+    options.batch = 2000;
     // Small polls keep a live killmail's latency low; a backlog still comes in big batches.
     options.poll_timeout = std::time::Duration::from_millis(100);
     handle.spawn(run_consumer(

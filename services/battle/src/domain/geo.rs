@@ -12,12 +12,15 @@ use bs_clustering::{AdjacencyMap, SystemGraph, SystemInfo};
 use bs_sde::StaticData;
 use parking_lot::RwLock;
 
+/// (region, security status) of a system.
+type Location = (Option<u32>, Option<f64>);
+
 /// Adjacency plus region/security per system.
 pub struct Geo {
     adjacency: AdjacencyMap,
     sde: Option<&'static StaticData>,
     /// (region, security status) learned from events.
-    learned: RwLock<HashMap<u32, (Option<u32>, Option<f64>)>>,
+    learned: RwLock<HashMap<u32, Location>>,
 }
 
 impl std::fmt::Debug for Geo {
