@@ -210,3 +210,45 @@ async fn an_expired_cursor_is_repaired_from_history() {
     assert_served_exactly(&fake, &cfg, &running.bus).await;
     running.stop().await;
 }
+
+#[tokio::test]
+async fn redisq_source_completes_bodies_from_esi() {
+    let kms: Vec<_> = killmails().into_iter().step_by(31).take(25).collect();
+    let fake = FakeZkb::start_with(
+        FakeZkbOptions {
+            hole_every: 7,
+            ..FakeZkbOptions::default()
+        },
+        kms,
+    )
+    .await
+    .unwrap();
+    let esi = bs_esi::fake::FakeEsi::start().await.unwrap();
+    let dir = bs_testkit::temp_dir();
+    let mut cfg = config(dir.path(), fake.url(), esi.url());
+    cfg.ingestion.live = false;
+    cfg.ingestion.redisq_url = fake.redisq_url();
+    let running = start(cfg.clone(), &dir.path().join("bus")).await;
+    let router = running.handle.router.clone();
+    let want = fake.expected().len() as i64;
+    eventually(60, "every RedisQ package to be stored", || {
+        let router = router.clone();
+        async move {
+            let (_, s) = crate::helpers::call(&router, "GET", "/stats", None).await;
+            (s["by_source"]["redisq"].as_i64() == Some(want)).then_some(())
+        }
+    })
+    .await;
+    let ctx = open(&cfg).await;
+    for (id, e) in fake.expected() {
+        let got = ctx.store.killmail(id).await.unwrap().unwrap();
+        assert_eq!(got.isk_value, Some(e.total_value), "zkb from the package");
+        assert!(
+            got.killmail["attackers"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()),
+            "body from ESI"
+        );
+    }
+    running.stop().await;
+}

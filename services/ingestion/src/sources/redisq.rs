@@ -48,6 +48,10 @@ impl Source for RedisqSource {
             let prepared = match doc {
                 Ok(Document::Empty) => {
                     attempt = 0;
+                    // RedisQ allows 2 requests/s per IP; a relay that answers at once must not be hammered.
+                    if !pause(Duration::from_millis(500), &shutdown).await {
+                        return Ok(());
+                    }
                     continue;
                 }
                 Ok(Document::Killmail(doc)) => {
@@ -108,8 +112,14 @@ impl Source for RedisqSource {
                 Prepared::Reject(r) => batch.rejects.push(r),
                 _ => continue,
             }
-            if let Err(e) = ctx.store.apply(batch, now).await {
+            // RedisQ does not replay a package, so a failed write is retried until it lands.
+            let mut tries = 0u64;
+            while let Err(e) = ctx.store.apply(batch.clone(), now).await {
                 ctx.live.error(format!("store: {e}"), now);
+                tries += 1;
+                if !pause(Duration::from_millis(200 * tries.min(25)), &shutdown).await {
+                    return Ok(());
+                }
             }
         }
         Ok(())
