@@ -1,1 +1,11 @@
-//! Integration tests of the BFF (work in progress).
+//! Integration tests of the BFF: one binary, one shared test world (see `world`).
+//!
+//! * `http`: every page and API route on real data, degradation without search;
+//! * `openapi`: the document matches the routes;
+//! * `browser`: headless Chromium through chromedriver (skipped with a notice when missing,
+//!   mandatory under `CI=true`).
+
+mod browser;
+mod http;
+mod openapi;
+mod world;
