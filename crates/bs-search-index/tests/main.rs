@@ -86,6 +86,7 @@ conformance!(
     deletes_and_merges,
     idempotent_reupsert,
     bad_input_is_rejected,
+    entity_detail_queries,
 );
 
 /// The tantivy committer makes writes visible without an explicit refresh.

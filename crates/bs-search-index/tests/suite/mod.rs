@@ -557,3 +557,88 @@ pub async fn bad_input_is_rejected(idx: &dyn SearchIndex) {
     }
     idx.ping().await.unwrap();
 }
+
+/// The queries behind an entity page: recent losses, kills and top ships of one alliance.
+pub async fn entity_detail_queries(idx: &dyn SearchIndex) {
+    let fx = seeded(idx).await;
+    // The alliance with the most losses in the sample.
+    let mut losses: BTreeMap<String, u64> = BTreeMap::new();
+    for k in &fx.killmails {
+        if let Some(a) = &k.victim_alliance_id {
+            *losses.entry(a.clone()).or_default() += 1;
+        }
+    }
+    let (ally, n_losses) = losses
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(a, n)| (a.clone(), *n))
+        .expect("sample has alliance losses");
+    let res = search(
+        idx,
+        SearchQuery {
+            types: vec![Collection::Killmails],
+            filters: vec![Filter::eq("victimAllianceId", ally.clone())],
+            facets: vec!["shipTypeName".into()],
+            sort: Some(SortBy {
+                field: "killmailTime".into(),
+                desc: true,
+            }),
+            per_page: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(res.total, n_losses);
+    let times: Vec<i64> = res
+        .hits
+        .iter()
+        .map(|h| h.extra["killmailTime"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    let mut ships: BTreeMap<String, u64> = BTreeMap::new();
+    for k in fx
+        .killmails
+        .iter()
+        .filter(|k| k.victim_alliance_id.as_deref() == Some(&ally))
+    {
+        *ships.entry(k.ship_type_name.clone()).or_default() += 1;
+    }
+    let top = ships.values().max().copied();
+    assert_eq!(res.facets["shipTypeName"].first().map(|f| f.count), top);
+    // Kills: the alliance among the attackers.
+    let n_kills = fx
+        .killmails
+        .iter()
+        .filter(|k| k.attacker_alliance_ids.contains(&ally))
+        .count() as u64;
+    let res = search(
+        idx,
+        SearchQuery {
+            types: vec![Collection::Killmails],
+            filters: vec![Filter::eq("attackerAllianceIds", ally.clone())],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(res.total, n_kills);
+    // Battles the alliance fought in, newest first.
+    let n_battles = fx
+        .battles
+        .iter()
+        .filter(|b| b.alliance_ids.contains(&ally))
+        .count() as u64;
+    let res = search(
+        idx,
+        SearchQuery {
+            types: vec![Collection::Battles],
+            filters: vec![Filter::eq("allianceIds", ally)],
+            sort: Some(SortBy {
+                field: "startTime".into(),
+                desc: true,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(res.total, n_battles);
+}
