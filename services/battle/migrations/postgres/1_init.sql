@@ -132,5 +132,4 @@ CREATE TABLE IF NOT EXISTS pilot_ship_history (
     alliance_id BIGINT,
     PRIMARY KEY (character_id, killmail_id, ship_type_id)
 );
-CREATE INDEX IF NOT EXISTS pilot_ship_history_time ON pilot_ship_history (character_id, time_ms);
 CREATE INDEX IF NOT EXISTS pilot_ship_history_killmail ON pilot_ship_history (killmail_id);
