@@ -228,13 +228,24 @@ impl Enricher {
                 continue;
             }
             event.revision = old.map_or(0, |o| o.revision + 1);
+            // An event that fails its own contract is bad input: counted, never retried
+            // (an error here would stall the consumer group on it forever).
+            let envelope = match Envelope::wrap(&event, time) {
+                Ok(env) => env,
+                Err(e) => {
+                    tracing::warn!(killmail_id = p.killmail_id, error = %e, "rejected enriched killmail");
+                    report.rejected += 1;
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            };
             if event.names_pending {
                 report.pending += 1;
             }
             if old.is_some() {
                 self.stats.updates_published.fetch_add(1, Ordering::Relaxed);
             }
-            envelopes.push(Envelope::wrap(&event, time)?);
+            envelopes.push(envelope);
             rows.push(EnrichedRow {
                 event,
                 input_hash: p.input_hash,
@@ -382,7 +393,15 @@ impl Enricher {
                 continue;
             }
             event.revision = revision + 1;
-            envelopes.push(Envelope::wrap(&event, time)?);
+            let Ok(envelope) = Envelope::wrap(&event, time) else {
+                // Cannot happen for a row that was published before; never stall on it.
+                tracing::warn!(
+                    killmail_id = p.killmail_id,
+                    "re-enriched killmail failed validation"
+                );
+                continue;
+            };
+            envelopes.push(envelope);
             rows.push(EnrichedRow {
                 event,
                 input_hash: p.input_hash,
