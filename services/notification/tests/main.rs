@@ -1,0 +1,8 @@
+//! The one integration-test binary of bs-notification.
+
+mod helpers;
+mod matching;
+mod service;
+mod ssrf;
+mod store;
+mod webhook;
