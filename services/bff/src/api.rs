@@ -299,7 +299,13 @@ fn feed_item(s: &IngestedSummary, k: Option<&Killmail>) -> FeedItem {
         .or_else(|| sys.map(|x| x.rounded_security));
     FeedItem {
         killmail_id: s.killmail_id,
-        time: k.map_or_else(|| s.occurred_at.clone(), |k| k.killmail_time.clone()),
+        time: {
+            let raw = k.map_or(s.occurred_at.as_str(), |k| k.killmail_time.as_str());
+            view::parse_time(raw).map_or_else(
+                || raw.to_owned(),
+                |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            )
+        },
         system_id: s.system_id,
         system_name: k
             .and_then(|k| k.system_name.clone())
@@ -322,7 +328,13 @@ fn feed_item(s: &IngestedSummary, k: Option<&Killmail>) -> FeedItem {
         isk: k.and_then(|k| k.isk_total).or(s.isk_value).unwrap_or(0.0),
         isk_text: view::isk(k.and_then(|k| k.isk_total).or(s.isk_value).unwrap_or(0.0)),
         victim_id: k.and_then(|k| k.victim.character_id),
-        victim_name: k.and_then(|k| k.victim.character_name.clone()),
+        victim_name: k.and_then(|k| {
+            k.victim.character_name.clone().or_else(|| {
+                k.victim
+                    .character_id
+                    .map(|id| crate::pages::name_or("character", id, None))
+            })
+        }),
         victim_alliance_id: s.victim_alliance_id,
         victim_alliance_name: k.and_then(|k| k.victim.alliance_name.clone()),
         attacker_alliance_ids: s.attacker_alliance_ids.clone(),

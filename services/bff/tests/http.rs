@@ -131,7 +131,7 @@ async fn every_page_renders_on_the_real_fights() {
 async fn the_largest_report_shows_sides_timeline_composition_participants_and_killmails() {
     let w = w().await;
     let (r, _) = ids(w).await;
-    let (_, _, html) = get(&w.url(&format!("/battles/{}", w.largest))).await;
+    let (_, _, html) = get(&w.url(&format!("/battles/{}?full=1", w.largest))).await;
     let sides = r["sides"].as_array().unwrap().len();
     assert!(sides >= 2, "{sides}");
     assert_eq!(html.matches("<div class=\"side\"").count(), sides);
@@ -169,6 +169,20 @@ async fn the_largest_report_shows_sides_timeline_composition_participants_and_ki
     assert!(html.contains("table class=\"pilots sortable\""));
     // Real ship names from the static data and ISK.
     assert!(html.contains(" ISK"));
+    // The default page is cut for phones: top pilots per side, the most valuable killmails,
+    // with links to the full lists.
+    let (_, _, light) = get(&w.url(&format!("/battles/{}", w.largest))).await;
+    assert_eq!(
+        light.matches("zkillboard.com/kill/").count(),
+        kills.min(bs_bff::pages::KILLS_SHOWN)
+    );
+    assert!(light.contains("?full=1#participants") && light.contains("?full=1#killmails"));
+    assert!(
+        light.len() < html.len() / 4,
+        "{} vs {}",
+        light.len(),
+        html.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,6 +252,8 @@ pub struct PilotRow {
 }
 
 pub struct SidePilots {
+    /// Pilots on the side (the list may be cut to [`PILOTS_SHOWN`]).
+    pub total: usize,
     pub index: usize,
     pub colour: &'static str,
     pub title: String,
@@ -260,6 +262,7 @@ pub struct SidePilots {
 
 pub struct KillRow {
     pub id: i64,
+    pub value: f64,
     pub time: String,
     pub victim: String,
     pub victim_id: i64,
@@ -275,6 +278,8 @@ pub struct KillRow {
 #[template(path = "battle.html")]
 pub struct ReportPage {
     pub layout: Layout,
+    pub full: bool,
+    pub kills_total: usize,
     pub id: i64,
     pub active: bool,
     pub revision: u64,
@@ -324,11 +329,29 @@ fn side_title(state: &AppState, r: &Report, s: &crate::model::Side) -> String {
     }
 }
 
+/// `?full=1` shows every participant and killmail; by default a report shows the
+/// [`PILOTS_SHOWN`] top pilots per side and the [`KILLS_SHOWN`] most valuable killmails, which
+/// keeps the largest battle's page light enough for a phone.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ReportParams {
+    pub full: Option<String>,
+}
+
+/// Pilots per side on the default report page (by damage dealt).
+pub const PILOTS_SHOWN: usize = 25;
+/// Killmails on the default report page (most valuable first).
+pub const KILLS_SHOWN: usize = 40;
+
 pub async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    params: Result<axum::extract::Query<ReportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let full = params
+        .ok()
+        .and_then(|p| p.0.full)
+        .is_some_and(|v| !v.is_empty() && v != "0");
     if let Err(r) = gate(&state, &headers, auth::BATTLE_REPORTS).await {
         return r;
     }
@@ -462,6 +485,7 @@ pub async fn report(
             colour: s.colour,
             title: s.title.clone(),
             pilots: Vec::new(),
+            total: 0,
         })
         .collect();
     for p in &r.participants {
@@ -480,6 +504,10 @@ pub async fn report(
             if !ships.contains(&n) {
                 ships.push(n);
             }
+        }
+        side.total += 1;
+        if !full && side.pilots.len() >= PILOTS_SHOWN {
+            continue;
         }
         side.pilots.push(PilotRow {
             id: p.character_id,
@@ -516,7 +544,7 @@ pub async fn report(
         .iter()
         .filter_map(|p| p.side.map(|s| (p.character_id, s)))
         .collect();
-    let kill_rows = r
+    let mut kill_rows: Vec<KillRow> = r
         .killmail_ids
         .iter()
         .rev()
@@ -526,6 +554,7 @@ pub async fn report(
                 let isk = k.isk_total.unwrap_or(0.0);
                 KillRow {
                     id: kid,
+                    value: isk,
                     time: k.killmail_time.get(11..19).unwrap_or("").to_owned(),
                     victim: k
                         .victim
@@ -553,6 +582,7 @@ pub async fn report(
             }
             None => KillRow {
                 id: kid,
+                value: 0.0,
                 time: String::new(),
                 victim: String::new(),
                 victim_id: 0,
@@ -565,9 +595,16 @@ pub async fn report(
             },
         })
         .collect();
+    let kills_total = kill_rows.len();
+    if !full && kill_rows.len() > KILLS_SHOWN {
+        kill_rows.sort_by(|a, b| b.value.total_cmp(&a.value));
+        kill_rows.truncate(KILLS_SHOWN);
+    }
     let start = view::parse_time(&r.start_time);
     let end = view::parse_time(&r.end_time);
     render(&ReportPage {
+        full,
+        kills_total,
         layout,
         id: r.id,
         active: r.status == "active",

@@ -5,6 +5,8 @@
 //! dumb) and renders. A missing service shows a notice in the page instead of failing.
 
 mod battles;
+
+pub use battles::{KILLS_SHOWN, PILOTS_SHOWN};
 mod intel;
 mod misc;
 
