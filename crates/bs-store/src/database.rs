@@ -62,8 +62,12 @@ impl Database {
         let options: AnyConnectOptions = url
             .parse::<AnyConnectOptions>()?
             .disable_statement_logging();
-        // WAL survives in the file; the others are per connection. synchronous=FULL
-        // makes each commit durable across power loss, which a cursor needs.
+        // WAL survives in the file; the others are per connection. synchronous=NORMAL
+        // in WAL mode keeps every commit across a process crash (kill -9); only an OS
+        // crash or power loss can drop the last few commits, and then a service's rows
+        // and its cursor/outbox roll back together (they share a transaction), so it
+        // re-fetches and re-publishes — consumers are idempotent. The event log itself
+        // (bs-bus) stays at FULL, because it is what others rely on having.
         let pool = AnyPoolOptions::new()
             .max_connections(if max_connections == 0 {
                 4
@@ -74,7 +78,7 @@ impl Database {
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     Ok(())
