@@ -76,6 +76,8 @@ pub enum Command {
         #[command(subcommand)]
         command: SdeCommand,
     },
+    /// Measure the whole pipeline against its own floor on a dataset (see docs/BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
     /// Print the annotated default configuration (or the effective one, secrets masked).
     Config {
         /// Print the effective configuration after file and environment instead.
@@ -170,6 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sde {
             command: SdeCommand::Import { path },
         } => sde_import(&config()?, &path),
+        Command::Bench(args) => crate::bench::run(config()?, args).await,
         Command::Migrate { service } => crate::topology::migrate(config()?, service).await,
     }
 }

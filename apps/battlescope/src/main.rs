@@ -4,6 +4,7 @@
 //! `serve <service>…` starts the chosen ones, each on its own port. The same
 //! service code runs either way — the topology lives here, in [`topology`].
 
+mod bench;
 mod cli;
 mod sample;
 mod services;
