@@ -1,5 +1,6 @@
 //! End-to-end tests of the `battlescope` binary: it is started as a real
 //! process, exactly as an operator would start it.
+mod split;
 mod bench;
 
 use std::process::{Child, Command, Stdio};
