@@ -415,7 +415,7 @@ async fn ws_user(
     let a = account(&s, &h).await?;
     let hub = Arc::clone(&s.notifier.hub);
     let (id, rx) = hub.join(&a, QUEUE);
-    Ok(upgrade.on_upgrade(move |socket| async move {
+    Ok(small_buffers(upgrade).on_upgrade(move |socket| async move {
         pump(socket, rx).await;
         hub.leave(&a, id);
     }))
@@ -449,10 +449,20 @@ async fn ws_public(
     };
     let hub = Arc::clone(&s.notifier.hub);
     let (id, rx) = hub.join_public(compiled, QUEUE);
-    Ok(upgrade.on_upgrade(move |socket| async move {
+    Ok(small_buffers(upgrade).on_upgrade(move |socket| async move {
         pump(socket, rx).await;
         hub.leave_public(id);
     }))
+}
+
+/// Clients only send control frames, so the default 128 KiB read buffer per connection
+/// would be almost all of a connection's memory; small buffers keep 10k sockets cheap.
+fn small_buffers(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
 }
 
 /// Moves hub messages to the socket until either side ends. The hub closing our channel

@@ -545,3 +545,36 @@ fn index_agrees_with_brute_force() {
     }
     assert!(total > 0);
 }
+
+/// The hub never waits: a connection whose queue is full is dropped, the others still get
+/// every message.
+#[tokio::test]
+async fn slow_websocket_clients_are_dropped_not_waited_for() {
+    let hub = bs_notification::Hub::new();
+    let (_, mut fast) = hub.join("alice", 4);
+    let (_, _slow) = hub.join("alice", 1);
+    for i in 0..3 {
+        let msg: bs_notification::delivery::ws::Message = format!("m{i}").into();
+        hub.publish("alice", &msg);
+        assert_eq!(fast.recv().await.as_deref(), Some(format!("m{i}").as_str()));
+    }
+    assert_eq!(
+        hub.dropped(),
+        1,
+        "the slow one was dropped on its second message"
+    );
+    assert_eq!(hub.connections(), 1);
+    // The public feed applies per-connection filters.
+    let (_, mut all) = hub.join_public(None, 4);
+    let none = std::sync::Arc::new(
+        filter::compile(&Filter::Or { of: vec![] }, &BundledGeo, &HashMap::new()).unwrap(),
+    );
+    let (_, mut filtered) = hub.join_public(Some(none), 4);
+    let msg: bs_notification::delivery::ws::Message = "k".into();
+    assert_eq!(
+        hub.publish_public(&msg, |f| f.matches(Subject::Killmail(&World::new().kms[0]))),
+        1
+    );
+    assert_eq!(all.recv().await.as_deref(), Some("k"));
+    assert!(filtered.try_recv().is_err());
+}

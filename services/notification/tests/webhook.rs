@@ -330,3 +330,81 @@ fn retry_policy_table() {
     assert_eq!(retry::backoff(3, &s, 1.0), Duration::from_secs(4));
     assert_eq!(retry::backoff(30, &s, 1.0), s.max_backoff);
 }
+
+/// A battle trigger notifies once per battle, however often the battle grows afterwards.
+#[tokio::test]
+async fn battle_triggers_notify_once_per_battle() {
+    let dir = bs_testkit::temp_dir();
+    let store: Arc<dyn NotificationStore> =
+        Arc::new(SqlNotificationStore::new(sqlite(dir.path()).await));
+    let now = chrono::Utc::now();
+    let clock = ShiftedClock::at(now);
+    store
+        .create_subscription(
+            "alice",
+            &NewSubscription {
+                name: "big fights".into(),
+                filter: Filter::Battle {
+                    min_kills: Some(10),
+                    min_isk: None,
+                },
+                websocket: true,
+                enabled: true,
+                webhooks: vec![],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let notifier = Notifier::open(
+        Arc::clone(&store),
+        clock,
+        Hub::new(),
+        Arc::new(BundledGeo),
+        NotifierSettings {
+            max_age: Duration::from_secs(3600),
+            public_url: "https://bs.example".into(),
+            public_feed: false,
+        },
+    )
+    .await
+    .unwrap();
+    let snap = |kills: u32, revision: u64| bs_events::BattleSnapshot {
+        battle_id: 7,
+        status: bs_events::BattleStatus::Active,
+        merged_into: None,
+        system_ids: vec![30000142],
+        region_ids: vec![10000002],
+        security_types: vec!["highsec".into()],
+        start_time: now,
+        end_time: now,
+        total_kills: kills,
+        total_isk_destroyed: 1e9,
+        pilots: 40,
+        multi_party: false,
+        one_sided: false,
+        sides: vec![],
+        revision,
+    };
+    notifier.handle_battles(&[snap(5, 1)]).await.unwrap();
+    assert!(
+        store
+            .list_notifications("alice", 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "below threshold"
+    );
+    notifier
+        .handle_battles(&[snap(12, 2), snap(30, 3)])
+        .await
+        .unwrap();
+    notifier.handle_battles(&[snap(60, 4)]).await.unwrap();
+    let notes = store.list_notifications("alice", 10).await.unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].kind, "battle");
+    assert_eq!(
+        notes[0].summary["kills"], 12,
+        "the snapshot that crossed the threshold"
+    );
+}
