@@ -17,6 +17,7 @@ use moka::future::Cache;
 use serde::de::DeserializeOwned;
 
 use crate::model::{BattlePage, Killmail, KillmailBulk, Report};
+use crate::swr::Swr;
 
 /// Why an upstream read failed, in the terms a page or the API answers with.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -82,6 +83,8 @@ pub struct CacheTtls {
     pub report: Duration,
     pub killmail: Duration,
     pub stats: Duration,
+    /// How long a stale value may still be served while it reloads.
+    pub keep: Duration,
 }
 
 impl Default for CacheTtls {
@@ -93,6 +96,7 @@ impl Default for CacheTtls {
             // Enriched killmails change only when late names arrive.
             killmail: Duration::from_secs(300),
             stats: Duration::from_secs(2),
+            keep: Duration::from_secs(60),
         }
     }
 }
@@ -104,8 +108,8 @@ type NameTable = HashMap<(String, i64), Arc<str>>;
 #[derive(Clone)]
 pub struct Upstreams {
     services: ServiceDirectory,
-    raw: Cache<String, Bytes>,
-    reports: Cache<i64, Arc<CachedReport>>,
+    raw: Swr<String, Bytes>,
+    reports: Swr<i64, Arc<CachedReport>>,
     killmails: Cache<i64, Arc<Killmail>>,
     /// Names seen in reports and killmails, `(kind, id)` → name, for pages that only have ids
     /// (the battle list). Long-lived: EVE names rarely change.
@@ -116,14 +120,8 @@ impl Upstreams {
     pub fn new(services: ServiceDirectory, ttls: CacheTtls) -> Self {
         Self {
             services,
-            raw: Cache::builder()
-                .max_capacity(2_000)
-                .time_to_live(ttls.list.min(ttls.stats))
-                .build(),
-            reports: Cache::builder()
-                .max_capacity(200)
-                .time_to_live(ttls.report)
-                .build(),
+            raw: Swr::new(ttls.list.min(ttls.stats), ttls.keep, 2_000),
+            reports: Swr::new(ttls.report, ttls.keep, 200),
             killmails: Cache::builder()
                 .max_capacity(50_000)
                 .time_to_live(ttls.killmail)
@@ -178,8 +176,14 @@ impl Upstreams {
         path: &str,
     ) -> Result<Bytes, UpstreamError> {
         let key = format!("{}{}", service.as_str(), path);
+        let this = self.clone();
+        let path = path.to_owned();
         self.raw
-            .try_get_with(key, self.fetch(service, path))
+            .get(key, move || {
+                let this = this.clone();
+                let path = path.clone();
+                async move { this.fetch(service, &path).await }
+            })
             .await
             .map_err(|e| (*e).clone())
     }
@@ -209,20 +213,23 @@ impl Upstreams {
     pub async fn report(&self, id: i64) -> Result<Arc<CachedReport>, UpstreamError> {
         let this = self.clone();
         self.reports
-            .try_get_with(id, async move {
-                let raw = this
-                    .fetch(ServiceName::Battle, &format!("/battles/{id}"))
-                    .await?;
-                let report: Report = serde_json::from_slice(&raw)
-                    .map_err(|e| UpstreamError::Internal(e.to_string()))?;
-                for (kind, m) in &report.names {
-                    for (id, name) in m {
-                        if let Ok(id) = id.parse::<i64>() {
-                            this.remember(kind, id, name);
+            .get(id, move || {
+                let this = this.clone();
+                async move {
+                    let raw = this
+                        .fetch(ServiceName::Battle, &format!("/battles/{id}"))
+                        .await?;
+                    let report: Report = serde_json::from_slice(&raw)
+                        .map_err(|e| UpstreamError::Internal(e.to_string()))?;
+                    for (kind, m) in &report.names {
+                        for (id, name) in m {
+                            if let Ok(id) = id.parse::<i64>() {
+                                this.remember(kind, id, name);
+                            }
                         }
                     }
+                    Ok::<_, UpstreamError>(Arc::new(CachedReport { raw, report }))
                 }
-                Ok::<_, UpstreamError>(Arc::new(CachedReport { raw, report }))
             })
             .await
             .map_err(|e| (*e).clone())

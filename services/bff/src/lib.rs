@@ -26,6 +26,7 @@ pub mod model;
 pub mod openapi;
 pub mod pages;
 pub mod svg;
+pub mod swr;
 pub mod view;
 
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub struct AppState {
     pub gate: auth::Gate,
     pub images: view::Images,
     pub clock: Arc<dyn bs_runtime::Clock>,
+    /// Rendered report pages by (battle, full view, logged in): the largest report is served
+    /// from here under load, refreshed in the background every couple of seconds.
+    pub report_pages: swr::Swr<(i64, bool, bool), axum::body::Bytes>,
 }
 
 /// The whole router: API, pages and static files.
@@ -62,6 +66,11 @@ pub fn state(ctx: &ServiceContext) -> AppState {
         gate: auth::Gate::new(ctx.services.clone(), ctx.config.web.public_pages),
         images: view::Images::new(&ctx.config.web.image_url),
         clock: Arc::clone(&ctx.clock),
+        report_pages: swr::Swr::new(
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(60),
+            500,
+        ),
     }
 }
 

@@ -320,7 +320,14 @@ async fn the_first_page_weighs_under_100_kb_before_images() {
 
 /// A BFF over fake services: a battle service that answers only redirects, nothing else.
 async fn fake_bff(with_battle: bool) -> axum::Router {
-    let services = ServiceDirectory::default();
+    fake_bff_with(with_battle, ServiceDirectory::default(), true).await
+}
+
+async fn fake_bff_with(
+    with_battle: bool,
+    services: ServiceDirectory,
+    public: bool,
+) -> axum::Router {
     if with_battle {
         let battle = axum::Router::new()
             .route(
@@ -345,9 +352,13 @@ async fn fake_bff(with_battle: bool) -> axum::Router {
     }
     let dir = bs_testkit::temp_dir();
     let ctx = ServiceContext {
-        config: Arc::new(Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Config::default()
+        config: Arc::new({
+            let mut c = Config {
+                data_dir: dir.path().to_path_buf(),
+                ..Config::default()
+            };
+            c.web.public_pages = public;
+            c
         }),
         bus: bs_bus::connect(&bs_bus::BusConfig::embedded(dir.path().join("bus")))
             .await
@@ -424,4 +435,77 @@ async fn pages_degrade_with_a_message_when_services_are_absent() {
     );
     let (s, _, _) = call(&bff, "/api/battles").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A fake authentication service: the session `good` may read battle reports, nothing else.
+fn fake_auth() -> ServiceDirectory {
+    let auth = axum::Router::new().route(
+        "/authorize",
+        axum::routing::post(|Json(b): Json<Value>| async move {
+            let known = b["session_id"] == "good";
+            let allow = known && b["feature"] == "battle-reports";
+            Json(json!({
+                "allow": allow,
+                "reason": if !known { "not_authenticated" } else if allow { "ok" } else { "feature_denied" },
+                "account_id": if known { Some("acc-1") } else { None },
+                "cache_ttl_seconds": 0,
+            }))
+        }),
+    );
+    let services = ServiceDirectory::default();
+    services.register(ServiceClient::in_process(ServiceName::Authentication, auth));
+    services
+}
+
+async fn call_with_cookie(router: &axum::Router, uri: &str, cookie: Option<&str>) -> StatusCode {
+    let mut req = axum::http::Request::builder().uri(uri);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let req = req.body(axum::body::Body::empty()).unwrap();
+    tower::ServiceExt::oneshot(router.clone(), req)
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn private_installations_ask_the_authentication_service() {
+    let bff = fake_bff_with(false, fake_auth(), false).await;
+    let cookie = bs_authentication::settings::SESSION_COOKIE;
+    let good = format!("{cookie}=good");
+    let bad = format!("{cookie}=stolen");
+    // Anonymous: log in first (pages 401 with a login link, API 401).
+    assert_eq!(
+        call_with_cookie(&bff, "/battles", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call_with_cookie(&bff, "/api/battles", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call_with_cookie(&bff, "/battles", Some(&bad)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A session with battle-reports reads battles (which degrade: no battle service here)...
+    assert_eq!(
+        call_with_cookie(&bff, "/battles", Some(&good)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_with_cookie(&bff, "/api/battles", Some(&good)).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // ...but not intel or search.
+    assert_eq!(
+        call_with_cookie(&bff, "/intel", Some(&good)).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call_with_cookie(&bff, "/api/search?q=x", Some(&good)).await,
+        StatusCode::FORBIDDEN
+    );
+    // The landing page stays public.
+    assert_eq!(call_with_cookie(&bff, "/", None).await, StatusCode::OK);
 }

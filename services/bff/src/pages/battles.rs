@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::{Layout, SystemView, gate, message, moved, name_or, render, system_view, type_name};
 use crate::api::{BATTLE_FILTERS, forward_query};
@@ -364,30 +364,47 @@ pub async fn report(
             false,
         );
     };
-    let cached = match state.upstreams.report(id).await {
-        Ok(r) => r,
-        Err(UpstreamError::Redirect(to)) => return moved(&format!("/battles/{to}")),
-        Err(UpstreamError::NotFound) => {
-            return message(
+    let logged_in = crate::auth::Gate::has_session(&headers);
+    let st = state.clone();
+    let page = state
+        .report_pages
+        .get((id, full, logged_in), move || {
+            let st = st.clone();
+            async move { render_report(&st, id, full, logged_in).await }
+        })
+        .await;
+    match page {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => match &*e {
+            UpstreamError::Redirect(to) => moved(&format!("/battles/{to}")),
+            UpstreamError::NotFound => message(
                 StatusCode::NOT_FOUND,
                 &headers,
                 "No such battle",
                 "This battle does not exist (yet).",
                 false,
-            );
-        }
-        Err(e) => {
-            return message(
+            ),
+            other => message(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &headers,
                 "Battle reports unavailable",
-                &super::notice_of(&e),
+                &super::notice_of(other),
                 false,
-            );
-        }
-    };
+            ),
+        },
+    }
+}
+
+/// Renders a report page (cached by the caller per battle, view and login state).
+async fn render_report(
+    state: &AppState,
+    id: i64,
+    full: bool,
+    logged_in: bool,
+) -> Result<axum::body::Bytes, UpstreamError> {
+    let cached = state.upstreams.report(id).await?;
     let r = &cached.report;
-    let mut layout = Layout::new(format!("Battle {id}"), "battles", &headers);
+    let mut layout = Layout::with_login(format!("Battle {id}"), "battles", logged_in);
     let img = &state.images;
     let sides: Vec<SideView> = r
         .sides
@@ -425,7 +442,7 @@ pub async fn report(
             SideView {
                 index: s.index,
                 colour: view::side_colour(s.index),
-                title: side_title(&state, r, s),
+                title: side_title(state, r, s),
                 pilots: s.pilots,
                 kills: s.kills,
                 losses: s.losses,
@@ -602,7 +619,7 @@ pub async fn report(
     }
     let start = view::parse_time(&r.start_time);
     let end = view::parse_time(&r.end_time);
-    render(&ReportPage {
+    let page = ReportPage {
         full,
         kills_total,
         layout,
@@ -626,5 +643,9 @@ pub async fn report(
         kill_rows,
         related: r.related_links.clone(),
         img: state.config.web.image_url.trim_end_matches('/').to_owned(),
+    };
+    page.render().map(axum::body::Bytes::from).map_err(|e| {
+        tracing::error!(error = %e, "report template failed");
+        UpstreamError::Internal("template".into())
     })
 }

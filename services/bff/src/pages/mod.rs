@@ -78,10 +78,14 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(title: impl Into<String>, nav: &'static str, headers: &HeaderMap) -> Self {
+        Self::with_login(title, nav, crate::auth::Gate::has_session(headers))
+    }
+
+    pub fn with_login(title: impl Into<String>, nav: &'static str, logged_in: bool) -> Self {
         Self {
             title: title.into(),
             nav,
-            logged_in: crate::auth::Gate::has_session(headers),
+            logged_in,
             notice: None,
             q: String::new(),
         }
