@@ -482,11 +482,12 @@ async fn pipeline(
         handles.push(handle);
     }
     let client = |n| ctx.services.get(n);
-    let clients = stages::Clients {
+    let mut clients = stages::Clients {
         ingestion: client(ServiceName::Ingestion)?,
         enrichment: client(ServiceName::Enrichment)?,
         battle: client(ServiceName::Battle)?,
         search: client(ServiceName::Search)?,
+        typesense: None,
     };
 
     // The import future is not `Send`: it gets a thread and a runtime of its own,
@@ -554,8 +555,21 @@ async fn pipeline(
     let peak_rss = proc_status_bytes("VmHWM");
     let battles = clients.battle_stats().await;
 
+    let typesense = match typesense(&ctx, bar).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "typesense side of the benchmark skipped");
+            None
+        }
+    };
+    clients.typesense = typesense.as_ref().map(|(c, _, _)| c.clone());
     bar.set_message("query phase");
-    let query = stages::query_phase(&clients).await;
+    let mut query = stages::query_phase(&clients).await;
+    if let Some((_, index, fill)) = typesense {
+        query["typesense_fill"] = fill;
+        // The collections were this run's own: leave the server as it was.
+        let _ = index.drop_collections().await;
+    }
     let steady_rss = proc_status_bytes("VmRSS");
 
     ctx.shutdown.cancel();
@@ -576,6 +590,47 @@ async fn pipeline(
         battles,
         query,
     })
+}
+
+/// With `BATTLESCOPE_TEST_TYPESENSE` (+ `_KEY`) set: fills collections of this run's own
+/// prefix on that server from the bus (as `search reindex` does) and returns a search router
+/// over them, the index (to drop it afterwards) and the fill figures.
+async fn typesense(
+    ctx: &ServiceContext,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Option<(ServiceClient, bs_search_index::TypesenseIndex, Value)>> {
+    let Ok(url) = std::env::var("BATTLESCOPE_TEST_TYPESENSE") else {
+        return Ok(None);
+    };
+    if url.is_empty() {
+        return Ok(None);
+    }
+    bar.set_message("typesense: indexing the same events");
+    let key = std::env::var("BATTLESCOPE_TEST_TYPESENSE_KEY").unwrap_or_default();
+    let stamp = chrono::Utc::now().timestamp_millis();
+    let mut cfg = bs_search_index::TypesenseConfig::new(url, key);
+    cfg.collection_prefix = format!("bsbench{stamp}_");
+    let index = bs_search_index::TypesenseIndex::new(cfg).context("typesense client")?;
+    let started = Instant::now();
+    let summary = bs_search::reindex_from(
+        Arc::clone(&ctx.bus),
+        Arc::new(index.clone()),
+        &format!("bench-typesense-{stamp}"),
+        Duration::from_secs(2),
+    )
+    .await
+    .context("filling typesense")?;
+    let fill = json!({
+        "records": summary.records,
+        "upserted": summary.upserted,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    let search = Arc::new(bs_search::Search::new(
+        Arc::new(index.clone()),
+        Arc::clone(&ctx.clock),
+    ));
+    let client = ServiceClient::in_process(ServiceName::Search, bs_search::api::router(search));
+    Ok(Some((client, index, fill)))
 }
 
 // ---------------------------------------------------------------- output
