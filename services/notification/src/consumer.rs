@@ -59,6 +59,8 @@ pub struct Notifier {
     pub wake: Arc<Notify>,
     pub stats: Stats,
     state: RwLock<Arc<State>>,
+    /// Serialises reloads, so a slower reload that read older rows cannot overwrite a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Notifier {
@@ -78,6 +80,7 @@ impl Notifier {
             wake: Arc::new(Notify::new()),
             stats: Stats::default(),
             state: RwLock::new(Arc::new(State::default())),
+            reloading: tokio::sync::Mutex::new(()),
         });
         n.reload().await?;
         Ok(n)
@@ -86,6 +89,7 @@ impl Notifier {
     /// Rebuilds the matcher from the store (after any subscription or watchlist change).
     /// A filter that no longer compiles (deleted watchlist) is skipped and counted.
     pub async fn reload(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
         let subs = self.store.active_subscriptions().await?;
         let mut lists: HashMap<String, HashMap<i64, WatchlistSet>> = HashMap::new();
         for w in self.store.all_watchlists().await? {
