@@ -12,6 +12,7 @@ pub const START_ORDER: &[ServiceName] = &[
     ServiceName::Enrichment,
     ServiceName::Battle,
     ServiceName::Search,
+    ServiceName::Notification,
     ServiceName::Bff,
 ];
 
@@ -25,9 +26,7 @@ pub async fn start(name: ServiceName, ctx: &ServiceContext) -> anyhow::Result<Se
         ServiceName::Search => bs_search::start(ctx).await,
         // The web UI is rendered by the BFF crate: `serve web` and `serve bff` run the same router.
         ServiceName::Bff | ServiceName::Web => bs_bff::start(ctx).await,
-        ServiceName::Notification => {
-            anyhow::bail!("the notification service is not part of this build yet")
-        }
+        ServiceName::Notification => bs_notification::start(ctx).await,
     }
 }
 
@@ -38,8 +37,7 @@ pub fn migrations(name: ServiceName) -> Vec<MigrationSet> {
         ServiceName::Authentication => vec![bs_authentication::MIGRATIONS],
         ServiceName::Enrichment => bs_enrichment::MIGRATIONS.to_vec(),
         ServiceName::Battle => bs_battle::ALL_MIGRATIONS.to_vec(),
-        ServiceName::Search | ServiceName::Bff | ServiceName::Web | ServiceName::Notification => {
-            Vec::new()
-        }
+        ServiceName::Notification => bs_notification::MIGRATIONS.to_vec(),
+        ServiceName::Search | ServiceName::Bff | ServiceName::Web => Vec::new(),
     }
 }
