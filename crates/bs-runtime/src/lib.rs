@@ -82,12 +82,13 @@ pub fn store_target(config: &Config, service: ServiceName) -> anyhow::Result<Sto
             config.sqlite_path(service.store_name()),
         ));
     }
-    let database = service
-        .database_name()
+    let database = config
+        .store
+        .database_name(service)
         .with_context(|| format!("service {service} keeps no relational state"))?;
     Ok(StoreTarget::Postgres {
         server_url: config.store.url.clone(),
-        database: database.to_owned(),
+        database,
     })
 }
 

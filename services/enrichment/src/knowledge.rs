@@ -174,6 +174,19 @@ impl Knowledge {
         Ok(())
     }
 
+    /// Puts names known from elsewhere (the offline demo's bundled snapshot) into
+    /// the in-process map, valid for the name TTL from `now`. Names already held win.
+    pub fn seed_names(&self, names: impl IntoIterator<Item = (i64, String)>, now: i64) {
+        let expires_at = now.saturating_add(self.ttls.name.as_millis() as i64);
+        let mut map = self.names.write();
+        for (id, name) in names {
+            map.entry(id).or_insert(Held {
+                name: Some(name),
+                expires_at,
+            });
+        }
+    }
+
     /// Runs `f` with a catalog of everything known at `now`. Synchronous: the locks are
     /// held only while `f` runs and never across an await.
     pub fn with_catalog<R>(&self, now: i64, f: impl FnOnce(&Catalog<'_>) -> R) -> R {

@@ -19,6 +19,7 @@
 //! re-published, with a higher `revision`, once resolved.
 
 pub mod api;
+pub mod bundled_names;
 pub mod consumer;
 pub mod domain;
 pub mod knowledge;
@@ -108,6 +109,13 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         ttls(&ctx.config)?,
     ));
     knowledge.load(ctx.clock.now().timestamp_millis()).await?;
+    if ctx.offline {
+        // No ESI in the demo: real names from the bundled snapshot instead of "pending".
+        knowledge.seed_names(
+            bundled_names::snapshot(),
+            ctx.clock.now().timestamp_millis(),
+        );
+    }
     let enricher = Arc::new(Enricher::new(
         Arc::clone(&knowledge),
         Arc::clone(&store),
