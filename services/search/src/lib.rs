@@ -268,10 +268,20 @@ pub async fn start_with_index(
         run_consumer(bus, options, shutdown, move |batch| {
             let core = Arc::clone(&core);
             async move {
-                core.handle_batch(&batch)
-                    .await
-                    .map(|_| ())
-                    .map_err(anyhow::Error::from)
+                match core.handle_batch(&batch).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        // A Typesense server that came back empty has lost its collections: try
+                        // to recreate them (and the static data) before the batch is retried.
+                        // Not yet verified end to end (see the service's report).
+                        if !matches!(e, SearchError::Unavailable(_))
+                            && let Err(pe) = core.prepare().await
+                        {
+                            tracing::warn!(error = %pe, "search collections could not be recreated");
+                        }
+                        Err(anyhow::Error::from(e))
+                    }
+                }
             }
         })
         .await;
