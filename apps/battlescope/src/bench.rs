@@ -24,12 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bs_bus::{BusConfig, EventBus};
-use bs_cache::{Cache, MemoryCache};
 use bs_config::{Config, ServiceName};
-use bs_runtime::{ServiceClient, ServiceContext, ServiceDirectory, ServiceHandle, SystemClock};
+use bs_runtime::{ServiceClient, ServiceContext, ServiceHandle};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// Options of `battlescope bench`.
 #[derive(clap::Args, Debug)]
@@ -435,27 +432,13 @@ struct PipelineRun {
     query: Value,
 }
 
-/// The shared infrastructure of the services under test: embedded bus and cache, offline.
-async fn context(config: Config) -> anyhow::Result<ServiceContext> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let bus: Arc<dyn EventBus> = bs_bus::connect(&BusConfig::embedded(config.data_dir.clone()))
-        .await
-        .context("opening the event log")?;
-    bus.ensure_topics(bs_events::topics::ALL)
-        .await
-        .context("creating bus topics")?;
-    let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(config.cache.max_entries));
-    Ok(ServiceContext {
-        config: Arc::new(config),
-        bus,
-        cache,
-        clock: Arc::new(SystemClock),
-        shutdown: CancellationToken::new(),
-        // No ESI, no live feed: the benchmark measures this machine, not the network.
-        offline: true,
-        services: ServiceDirectory::default(),
-    })
+/// The shared infrastructure of the services under test: the binary's own
+/// context builder, forced to the embedded bus and in-process cache, offline
+/// (no ESI, no live feed: the benchmark measures this machine, not the network).
+async fn context(mut config: Config) -> anyhow::Result<ServiceContext> {
+    config.bus.kind = bs_config::BusKind::Embedded;
+    config.cache.kind = bs_config::CacheKind::Memory;
+    crate::topology::context(config, true).await
 }
 
 async fn pipeline(

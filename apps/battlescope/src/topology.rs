@@ -24,7 +24,7 @@ pub enum Mode {
 }
 
 /// Opens the shared infrastructure every service gets.
-async fn context(config: Config, offline: bool) -> anyhow::Result<ServiceContext> {
+pub(crate) async fn context(config: Config, offline: bool) -> anyhow::Result<ServiceContext> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let bus_config = match config.bus.kind {
