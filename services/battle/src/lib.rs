@@ -38,7 +38,8 @@ pub use domain::{EngineSettings, Geo};
 pub use store::{BattleStore, SqlBattleStore};
 
 /// The service's own schema.
-pub const MIGRATIONS: MigrationSet = bs_store::migrations!("battle", [(1, "init")]);
+pub const MIGRATIONS: MigrationSet =
+    bs_store::migrations!("battle", [(1, "init"), (2, "reports")]);
 
 /// The service's schema and the outbox, for `battlescope migrate`.
 pub const ALL_MIGRATIONS: &[MigrationSet] = &[bs_store::outbox::MIGRATIONS, MIGRATIONS];
