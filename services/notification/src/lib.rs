@@ -107,7 +107,6 @@ pub async fn start_with(
         accounts,
         allow: allow.clone(),
         public_url: ctx.config.public_url.clone(),
-        relays: delivery::relay::Relays::new(Arc::clone(&notifier.hub)),
     });
     let mut handle = ServiceHandle::new(ServiceName::Notification, router)
         .with_check(Arc::new(DatabaseCheck(db)))
