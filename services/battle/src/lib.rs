@@ -39,7 +39,7 @@ pub use store::{BattleStore, SqlBattleStore};
 
 /// The service's own schema.
 pub const MIGRATIONS: MigrationSet =
-    bs_store::migrations!("battle", [(1, "init"), (2, "reports")]);
+    bs_store::migrations!("battle", [(1, "init"), (2, "reports"), (3, "lifecycle")]);
 
 /// The service's schema and the outbox, for `battlescope migrate`.
 pub const ALL_MIGRATIONS: &[MigrationSet] = &[bs_store::outbox::MIGRATIONS, MIGRATIONS];
