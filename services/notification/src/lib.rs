@@ -41,7 +41,7 @@ pub use delivery::ws::Hub;
 pub use store::{NotificationStore, SqlNotificationStore};
 
 /// The service's schema.
-pub const MIGRATIONS: &[MigrationSet] = &[bs_store::migrations!("notification", [(1, "init")])];
+pub const MIGRATIONS: &[MigrationSet] = &[bs_store::migrations!("notification", [(1, "init"), (2, "lifecycle")])];
 
 /// The consumer group.
 pub const CONSUMER_GROUP: &str = "notification";
