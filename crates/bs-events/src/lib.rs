@@ -9,6 +9,7 @@
 pub mod battle;
 pub mod enriched;
 pub mod killmail;
+pub mod lifecycle;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -24,6 +25,7 @@ pub use enriched::{
     KillmailEnriched, ZkbFlags,
 };
 pub use killmail::KillmailIngested;
+pub use lifecycle::{BattleDeleted, DeletionReason, KillmailDeleted};
 
 /// Every topic BattleScope publishes.
 pub mod topics {
