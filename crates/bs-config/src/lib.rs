@@ -98,6 +98,7 @@ pub struct Config {
     pub sso: SsoConfig,
     pub auth: AuthConfig,
     pub web: WebConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 impl Default for Config {
@@ -122,6 +123,7 @@ impl Default for Config {
             sso: SsoConfig::default(),
             auth: AuthConfig::default(),
             web: WebConfig::default(),
+            lifecycle: LifecycleConfig::default(),
         }
     }
 }

@@ -470,3 +470,77 @@ impl Default for WebConfig {
         }
     }
 }
+
+/// Data lifecycle: daily verification against zKillboard, retention, re-clustering.
+/// Times of day are UTC `HH:MM`; a retention of 0 keeps that kind of data forever (a kind no
+/// rule names is never deleted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Compare each closed UTC day with zKillboard's history and repair what is missing.
+    pub verify: bool,
+    /// When a closed day is verified (UTC, the day after).
+    pub verify_at: String,
+    /// Days re-verified on each run (zKillboard publishes late kills for a few days).
+    pub verify_days: u32,
+    /// At start, how far back to look for days without data (0: no gap detection).
+    pub gap_window_days: u32,
+    /// When retention runs each day (UTC).
+    pub retention_at: String,
+    /// Rows deleted per transaction (bounded batches keep locks and events small).
+    pub retention_batch: u32,
+    /// Ingestion's stored ESI JSON (`killmail_events`), months.
+    pub raw_killmails_months: u32,
+    /// Enriched killmails (enrichment, and the battle service's copy), months.
+    pub enriched_killmails_months: u32,
+    /// Battles (by end time), months.
+    pub battles_months: u32,
+    /// Notification history, months.
+    pub notification_history_months: u32,
+    /// The authentication audit log, days.
+    pub audit_log_days: u32,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            verify_at: "03:00".into(),
+            verify_days: 3,
+            gap_window_days: 30,
+            retention_at: "02:00".into(),
+            retention_batch: 1000,
+            raw_killmails_months: 60,
+            enriched_killmails_months: 60,
+            battles_months: 60,
+            notification_history_months: 12,
+            audit_log_days: 90,
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// `verify_at` as minutes after midnight UTC.
+    pub fn verify_minute(&self) -> Result<u32, String> {
+        parse_hhmm(&self.verify_at).map_err(|e| format!("lifecycle.verify_at: {e}"))
+    }
+
+    /// `retention_at` as minutes after midnight UTC.
+    pub fn retention_minute(&self) -> Result<u32, String> {
+        parse_hhmm(&self.retention_at).map_err(|e| format!("lifecycle.retention_at: {e}"))
+    }
+}
+
+/// `HH:MM` (24 h) → minutes after midnight.
+pub fn parse_hhmm(s: &str) -> Result<u32, String> {
+    let (h, m) = s
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not HH:MM"))?;
+    let h: u32 = h.parse().map_err(|_| format!("`{s}` is not HH:MM"))?;
+    let m: u32 = m.parse().map_err(|_| format!("`{s}` is not HH:MM"))?;
+    if h > 23 || m > 59 {
+        return Err(format!("`{s}` is not a time of day"));
+    }
+    Ok(h * 60 + m)
+}

@@ -125,7 +125,10 @@ mod tests {
             reason: DeletionReason::Recluster,
         };
         let env = Envelope::wrap(&b, t).unwrap();
-        assert_eq!((env.event_type.as_str(), env.key.as_str()), ("battle.deleted", "42"));
+        assert_eq!(
+            (env.event_type.as_str(), env.key.as_str()),
+            ("battle.deleted", "42")
+        );
         assert_eq!(env.decode::<BattleDeleted>().unwrap(), b);
     }
 

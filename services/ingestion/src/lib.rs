@@ -14,9 +14,12 @@
 
 pub mod api;
 pub mod domain;
+pub mod lifecycle;
 pub mod pipeline;
+pub mod retention;
 pub mod sources;
 pub mod store;
+pub mod verification;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,7 +40,8 @@ use crate::sources::r2z2::{R2z2Options, R2z2Source};
 use crate::sources::{IngestCtx, LiveStatus, Source, duration};
 
 /// The service's own schema.
-pub const MIGRATIONS: MigrationSet = bs_store::migrations!("ingestion", [(1, "init"), (2, "lifecycle")]);
+pub const MIGRATIONS: MigrationSet =
+    bs_store::migrations!("ingestion", [(1, "init"), (2, "lifecycle")]);
 
 /// Opens (and migrates) the ingestion database and builds the shared context.
 pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<IngestCtx>> {
@@ -67,13 +71,32 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         ctx: Arc::clone(&ingest),
         registry: Arc::clone(&registry),
     };
-    let mut handle = ServiceHandle::new(ServiceName::Ingestion, api.router())
+    let upstreams = Upstreams::from_config(&ctx.config)?;
+    let lifecycle_state = lifecycle::LifecycleState {
+        ctx: Arc::clone(&ingest),
+        upstreams: upstreams.clone(),
+        config: ctx.config.lifecycle.clone(),
+        shutdown: ctx.shutdown.clone(),
+    };
+    let router = api.router().merge(lifecycle::router(lifecycle_state));
+    let mut handle = ServiceHandle::new(ServiceName::Ingestion, router)
         .with_check(Arc::new(DatabaseCheck(ingest.store.database().clone())));
 
     let relay = outbox::OutboxRelay::new(ingest.store.database().clone(), Arc::clone(&ctx.bus));
     handle.spawn(relay.run(ctx.shutdown.clone()));
 
-    let upstreams = Upstreams::from_config(&ctx.config)?;
+    // Daily verification (and start-up gap detection) talks to zKillboard: not offline.
+    if ctx.config.lifecycle.verify && !ctx.offline {
+        let verifier = verification::Verifier {
+            upstreams: upstreams.clone(),
+            config: ctx.config.lifecycle.clone(),
+        };
+        handle.spawn(verifier.run(Arc::clone(&ingest), ctx.shutdown.clone()));
+    }
+    let retention = retention::Retention {
+        config: ctx.config.lifecycle.clone(),
+    };
+    handle.spawn(retention.run(Arc::clone(&ingest), ctx.shutdown.clone()));
     let runner = BackfillRunner {
         upstreams: upstreams.clone(),
         registry,

@@ -7,6 +7,7 @@
 //! * `live`: the R2Z2 feed against `FakeZkb` end to end (gaps, re-publication,
 //!   faults, expiry repair), through `start` and the outbox to the bus.
 //! * `backfill` and `api`: jobs and the HTTP API.
+//! * `lifecycle`: daily verification, gap detection and retention on real days.
 //! * `kill9`: SIGKILL at random points during live ingestion and an import.
 
 mod api;
@@ -14,6 +15,7 @@ mod backfill;
 mod helpers;
 mod import;
 mod kill9;
+mod lifecycle;
 mod live;
 mod rejects;
 mod store_suite;
