@@ -16,9 +16,13 @@
 //!    `min_battle_pilots` distinct pilots on its core kills. Both only grow.
 //!
 //! Every rule is a function of the *set* of kills (with a total order on `(time, killmail_id)` for
-//! ties), so membership does not depend on arrival order or batching. Battle ids are the killmail
-//! id of the earliest core kill when the battle first qualified; a merge keeps the id of the
-//! *older* battle (smaller founding `(time, killmail_id)`) and records the other as an alias.
+//! ties), so membership does not depend on arrival order or batching. Neither do battle ids: a
+//! battle's id is the killmail id of its **earliest core kill** (by `(time, killmail_id)`), which is
+//! a function of the set too. A merge keeps the id of the *older* battle (smaller founding
+//! `(time, killmail_id)`) and records the other as an alias; when a late kill gives a battle an
+//! earlier core kill, the battle is renamed to it ([`BattleEvent::Renamed`]) and the old id stays
+//! an alias, so no link dies. Only [`Clusterer::recluster`] and [`Clusterer::adopt_ids`] name
+//! battles otherwise (they keep persisted ids).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -116,6 +120,12 @@ pub enum BattleEvent {
         survivor: BattleId,
         absorbed: BattleId,
     },
+    /// The battle `from` gained an earlier core kill (a late kill extended it backwards, or made
+    /// an earlier kill dense): it is `to` from now on, with the same killmails, and `from`
+    /// answers as an alias of `to`. This keeps ids a function of the set of killmails: the
+    /// same kills in any order end with the same ids. Comes after `merged` events and before
+    /// `updated`/`created` ones of the same call.
+    Renamed { from: BattleId, to: BattleId },
     /// No kill within the link gap of the latest `now`.
     Ended { battle: BattleSummary },
     /// Only from [`Clusterer::recluster`] with different settings: `from` keeps its id on the
@@ -1135,6 +1145,44 @@ impl<G: SystemGraph> Clusterer<G> {
         }
     }
 
+    /// Gives the battle `from` (component `root`) the id of its new earliest core kill; `from`
+    /// becomes an alias. Returns the new id.
+    fn rename(&mut self, root: u32, from: BattleId, earliest: KillKey) -> BattleId {
+        let to = BattleId(earliest.1);
+        let Some(mut meta) = self.battles.remove(&from) else {
+            return from;
+        };
+        meta.founding = earliest;
+        meta.summary.id = to;
+        let members = self.members(root);
+        if let Some(c) = self.comps.get_mut(&root) {
+            c.battle = Some(to);
+        }
+        for m in members {
+            if self.nodes[m as usize].reported == Some(from) {
+                self.nodes[m as usize].reported = Some(to);
+            }
+        }
+        if self.active.remove(&from) {
+            self.active.insert(to);
+        }
+        if self.dirty_battles.remove(&from) {
+            self.dirty_battles.insert(to);
+        }
+        // Keep alias chains one step long.
+        for target in self.aliases.values_mut() {
+            if *target == from {
+                *target = to;
+            }
+        }
+        self.aliases.remove(&to);
+        self.aliases.insert(from, to);
+        self.battles.insert(to, meta);
+        // The summary now carries the new id: an `updated` follows the rename.
+        self.dirty_battles.insert(to);
+        to
+    }
+
     /// Turns the work lists of the last operation into events.
     fn reconcile(&mut self) -> Vec<BattleEvent> {
         let mut events: Vec<BattleEvent> = self
@@ -1154,7 +1202,16 @@ impl<G: SystemGraph> Clusterer<G> {
             let Some(comp) = self.comps.get(&root) else {
                 continue;
             };
-            if comp.battle.is_some() || !self.qualifies(comp) {
+            if let Some(id) = comp.battle {
+                // Ids follow the earliest core kill, which only ever moves earlier.
+                let earliest = comp.earliest;
+                if self.battles.get(&id).is_some_and(|m| earliest < m.founding) {
+                    let to = self.rename(root, id, earliest);
+                    events.push(BattleEvent::Renamed { from: id, to });
+                }
+                continue;
+            }
+            if !self.qualifies(comp) {
                 continue;
             }
             let earliest = comp.earliest;
@@ -1190,7 +1247,13 @@ impl<G: SystemGraph> Clusterer<G> {
         dirty.dedup();
         for i in dirty {
             let cur = self.current_battle(i);
+            // A kill last reported under an id merged or renamed since then counts as reported
+            // under the live id (a rename re-points the members it holds at that moment).
+            let reported = self.nodes[i as usize]
+                .reported
+                .map(|r| self.resolve(r).unwrap_or(r));
             let n = &mut self.nodes[i as usize];
+            n.reported = reported;
             if cur == n.reported {
                 continue;
             }

@@ -119,14 +119,25 @@ fn a_burst_is_created_once_and_its_id_is_its_earliest_kill() {
         created(&b.insert_batch(kills.iter().rev())),
         vec![BattleId(10)]
     );
-    // In reverse, one kill at a time, the battle qualifies before kill 10 arrives: its id is the
-    // earliest kill *at creation* and stays stable; kill 10 just joins it.
+    // In reverse, one kill at a time, the battle qualifies before kill 10 arrives and is founded
+    // on kill 11; when kill 10 arrives (and is dense) the battle is renamed to it, and 11 stays
+    // an alias: the ids end up the same in any order.
     let mut r = clusterer();
     let mut all = Vec::new();
     for k in kills.iter().rev() {
         all.extend(r.insert(k));
     }
     assert_eq!(created(&all), vec![BattleId(11)]);
+    assert!(
+        all.contains(&BattleEvent::Renamed {
+            from: BattleId(11),
+            to: BattleId(10)
+        }),
+        "{all:?}"
+    );
+    assert_eq!(r.battles()[0].id, BattleId(10));
+    assert_eq!(r.resolve(BattleId(11)), Some(BattleId(10)));
+    assert_eq!(r.aliases(), vec![(BattleId(11), BattleId(10))]);
     assert_eq!(
         r.partition(),
         c.partition(),

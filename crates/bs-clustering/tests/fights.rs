@@ -4,8 +4,8 @@
 
 use bs_clustering::model::to_datetime;
 use bs_clustering::{
-    AdjacencyMap, BattleReport, ClusterKill, ClusterSettings, Clusterer, SideSettings,
-    assign_sides, build_report,
+    AdjacencyMap, BattleEvent, BattleId, BattleReport, ClusterKill, ClusterSettings, Clusterer,
+    SideSettings, assign_sides, build_report,
 };
 
 use crate::support::{Systems, Types, load_jumps, load_kills, repo_killmails, testdata};
@@ -363,10 +363,16 @@ fn reclustering_with_the_same_settings_changes_nothing_and_keeps_ids() {
         "fight-ec-p8r-2021-11-28.jsonl.gz",
         "repo:fight-uw9b-f-2021-11-30.jsonl.gz",
     ]);
-    // Reverse arrival: ids are assigned at creation, so some differ from the earliest kill.
+    // Reverse arrival founds battles on later kills first and renames them as earlier kills
+    // arrive: the ids end up those of a one-batch run.
     let mut c = Clusterer::new(ClusterSettings::default(), graph());
+    let mut renames = 0;
     for k in kills.iter().rev() {
-        let _ = c.insert(k);
+        renames += c
+            .insert(k)
+            .iter()
+            .filter(|e| matches!(e, BattleEvent::Renamed { .. }))
+            .count();
     }
     let before: Vec<_> = c.battles().into_iter().cloned().collect();
     let canonical: Vec<_> = cluster(&kills)
@@ -374,10 +380,11 @@ fn reclustering_with_the_same_settings_changes_nothing_and_keeps_ids() {
         .into_iter()
         .map(|b| b.id)
         .collect();
-    assert_ne!(
+    assert!(renames > 0, "reverse arrival renames battles");
+    assert_eq!(
         before.iter().map(|b| b.id).collect::<Vec<_>>(),
         canonical,
-        "reverse arrival founds some battles on a later kill"
+        "ids do not depend on arrival order"
     );
     let partition = c.partition();
     let events = c.recluster(ClusterSettings::default());
@@ -393,12 +400,19 @@ fn a_rebuild_adopts_the_persisted_ids() {
         "fight-ec-p8r-2021-11-28.jsonl.gz",
         "repo:fight-uw9b-f-2021-11-30.jsonl.gz",
     ]);
-    // The live history: reverse arrival, so some ids are not the earliest kill.
-    let mut live = Clusterer::new(ClusterSettings::default(), graph());
-    for k in kills.iter().rev() {
-        let _ = live.insert(k);
+    // A history whose ids are not the earliest kills (ids persisted before ids followed the
+    // earliest core kill, or kept by a recluster): each battle named after its second kill.
+    let mut live = cluster(&kills);
+    let named: Vec<_> = live
+        .battles()
+        .into_iter()
+        .map(|b| (b.id, BattleId(live.killmail_ids(b.id)[1])))
+        .collect();
+    for &(_, second) in &named {
+        assert!(live.adopt_ids([second]).is_empty());
     }
     let persisted: Vec<_> = live.battles().into_iter().map(|b| b.id).collect();
+    assert_eq!(persisted, named.iter().map(|&(_, s)| s).collect::<Vec<_>>());
     // A restart rebuilds from the store in one batch, then takes the persisted ids back.
     let mut rebuilt = cluster(&kills);
     assert_ne!(

@@ -1,6 +1,6 @@
 //! Order independence: the same set of real killmails, shuffled, re-batched and delivered up to
-//! 72 h late, always yields the same battles; and the event stream, replayed, rebuilds exactly
-//! the clusterer's membership.
+//! 72 h late, always yields the same battles with the same ids; and the event stream, replayed,
+//! rebuilds exactly the clusterer's membership and ids.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -26,6 +26,24 @@ fn kills() -> &'static Vec<ClusterKill> {
 fn reference() -> &'static Vec<Vec<u64>> {
     static P: OnceLock<Vec<Vec<u64>>> = OnceLock::new();
     P.get_or_init(|| cluster(kills()).partition())
+}
+
+/// Battle id -> sorted killmails of a clusterer.
+fn named(c: &Clusterer<bs_clustering::AdjacencyMap>) -> BTreeMap<BattleId, Vec<u64>> {
+    c.battles()
+        .into_iter()
+        .map(|b| {
+            let mut v = c.killmail_ids(b.id);
+            v.sort_unstable();
+            (b.id, v)
+        })
+        .collect()
+}
+
+/// The one-batch result with its ids: ids, like membership, must not depend on arrival order.
+fn reference_named() -> &'static BTreeMap<BattleId, Vec<u64>> {
+    static P: OnceLock<BTreeMap<BattleId, Vec<u64>>> = OnceLock::new();
+    P.get_or_init(|| named(&cluster(kills())))
 }
 
 /// What a consumer of the events knows: battle -> killmails, plus redirects.
@@ -91,6 +109,22 @@ impl Replay {
                     self.aliases.insert(*absorbed, *survivor);
                     self.ended.remove(absorbed);
                 }
+                BattleEvent::Renamed { from, to } => {
+                    let set = self.battles.remove(from).expect("renamed unknown battle");
+                    assert!(
+                        self.battles.insert(*to, set).is_none(),
+                        "renamed onto a live battle"
+                    );
+                    for target in self.aliases.values_mut() {
+                        if target == from {
+                            *target = *to;
+                        }
+                    }
+                    self.aliases.insert(*from, *to);
+                    if self.ended.remove(from) {
+                        self.ended.insert(*to);
+                    }
+                }
                 BattleEvent::Ended { battle } => {
                     assert!(self.ended.insert(battle.id), "ended twice");
                 }
@@ -99,6 +133,14 @@ impl Replay {
                 }
             }
         }
+    }
+
+    /// Battle id -> sorted killmails, as a consumer of the events names them.
+    fn named(&self) -> BTreeMap<BattleId, Vec<u64>> {
+        self.battles
+            .iter()
+            .map(|(&id, s)| (id, s.iter().copied().collect()))
+            .collect()
     }
 
     fn partition(&self) -> Vec<Vec<u64>> {
@@ -123,6 +165,15 @@ fn check_run(c: &Clusterer<bs_clustering::AdjacencyMap>, replay: &Replay) {
         c.partition(),
         "events do not rebuild the state"
     );
+    assert_eq!(&named(c), reference_named(), "ids depend on delivery order");
+    assert_eq!(replay.named(), named(c), "events do not carry the ids");
+    for (&id, kills) in &named(c) {
+        // The id is the battle's earliest core kill, so it is one of its killmails.
+        assert!(
+            kills.contains(&id.0),
+            "battle {id} does not hold its founding kill"
+        );
+    }
     for (&absorbed, &survivor) in &replay.aliases {
         let live = c.resolve(absorbed).expect("alias must keep answering");
         assert_eq!(c.resolve(survivor), Some(live));
@@ -185,6 +236,7 @@ proptest! {
                         replay.battles.remove(&e.battle.id).map(|s| s.into_iter().collect::<Vec<_>>()),
                         Some(ids.clone())
                     );
+                    prop_assert_eq!(reference_named().get(&e.battle.id), Some(&ids), "evicted battle named by arrival order");
                     evicted.push(ids);
                 }
             }
@@ -199,6 +251,11 @@ proptest! {
             all_parts.sort();
             prop_assert_eq!(&all_parts, reference());
             prop_assert_eq!(replay.partition(), c.partition());
+            // Live battles keep the one-batch ids too.
+            let reference = reference_named();
+            for (id, kills) in named(&c) {
+                prop_assert_eq!(reference.get(&id), Some(&kills), "battle {} named by arrival order", id);
+            }
         }
         prop_assert!(c.stats().duplicates > 0);
     }

@@ -341,6 +341,18 @@ impl Engine {
                         absorbed: a,
                     });
                 }
+                BattleEvent::Renamed { from, to } => {
+                    // The battle gained an earlier core kill: a new row under the new id takes
+                    // over the old one, which answers as an alias (a merge into a fresh id).
+                    let a = self.pid(from);
+                    self.public.remove(&from);
+                    let s = self.pid(to);
+                    ops.push(BattleOp::Create { battle_id: s });
+                    ops.push(BattleOp::Merge {
+                        survivor: s,
+                        absorbed: a,
+                    });
+                }
                 BattleEvent::Ended { battle } => {
                     ops.push(BattleOp::SetStatus {
                         battle_id: self.pid(battle.id),
