@@ -103,6 +103,27 @@ impl Battles {
         &self.geo
     }
 
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Runs `work` while no batch is clustered and no battle is ended, then rebuilds the
+    /// in-memory clusterer from the store: re-clustering rewrites stored battles under it.
+    pub async fn exclusive<T>(
+        &self,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let mut engine = self.engine.lock().await;
+        let out = work.await;
+        self.recover(&mut engine).await;
+        self.kill_cache.lock().clear();
+        out
+    }
+
     /// Records rejected so far.
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)

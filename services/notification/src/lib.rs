@@ -21,6 +21,7 @@ pub mod api;
 pub mod consumer;
 pub mod delivery;
 pub mod domain;
+pub mod lifecycle;
 pub mod ssrf;
 pub mod store;
 
@@ -108,8 +109,14 @@ pub async fn start_with(
         allow: allow.clone(),
         public_url: ctx.config.public_url.clone(),
     });
+    let router = router.merge(lifecycle::router(lifecycle::LifecycleState {
+        db: db.clone(),
+        clock: Arc::clone(&ctx.clock),
+        config: ctx.config.lifecycle.clone(),
+        shutdown: ctx.shutdown.clone(),
+    }));
     let mut handle = ServiceHandle::new(ServiceName::Notification, router)
-        .with_check(Arc::new(DatabaseCheck(db)))
+        .with_check(Arc::new(DatabaseCheck(db.clone())))
         .with_check(Arc::new(BusCheck(Arc::clone(&ctx.bus))));
     let consumer = Arc::clone(&notifier);
     let mut options = ConsumerOptions::new(CONSUMER_GROUP, TOPICS);
@@ -132,5 +139,24 @@ pub async fn start_with(
         wake: Arc::clone(&notifier.wake),
     };
     handle.spawn(sender.run(ctx.shutdown.clone()));
+    // Deleted killmails and battles leave the history too (own group: independent offsets).
+    let forget_db = db.clone();
+    let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    handle.spawn(run_consumer(
+        Arc::clone(&ctx.bus),
+        ConsumerOptions::new(lifecycle::CONSUMER_GROUP, lifecycle::TOPICS),
+        ctx.shutdown.clone(),
+        move |batch| {
+            let db = forget_db.clone();
+            let rejected = Arc::clone(&rejected);
+            async move { lifecycle::forget(&db, &batch, &rejected).await.map(|_| ()) }
+        },
+    ));
+    let retention = lifecycle::Retention {
+        db,
+        clock: Arc::clone(&ctx.clock),
+        config: ctx.config.lifecycle.clone(),
+    };
+    handle.spawn(retention.run(ctx.shutdown.clone()));
     Ok(handle)
 }
