@@ -19,6 +19,9 @@
 pub mod api;
 pub mod consumer;
 pub mod domain;
+pub mod lifecycle;
+pub mod recluster;
+pub mod retention;
 pub mod store;
 
 use std::sync::Arc;
@@ -86,7 +89,13 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
     let router = api::router(api::ApiState {
         battles: Arc::clone(&battles),
         policy: Arc::new(AllowAll),
-    });
+    })
+    .merge(lifecycle::router(lifecycle::LifecycleState {
+        battles: Arc::clone(&battles),
+        db: db.clone(),
+        config: ctx.config.lifecycle.clone(),
+        shutdown: ctx.shutdown.clone(),
+    }));
     let mut handle = ServiceHandle::new(ServiceName::Battle, router)
         .with_check(Arc::new(DatabaseCheck(db.clone())))
         .with_check(Arc::new(BusCheck(Arc::clone(&ctx.bus))));
@@ -106,8 +115,33 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         },
     ));
     handle.spawn(
-        bs_store::outbox::OutboxRelay::new(db, Arc::clone(&ctx.bus)).run(ctx.shutdown.clone()),
+        bs_store::outbox::OutboxRelay::new(db.clone(), Arc::clone(&ctx.bus)).run(ctx.shutdown.clone()),
     );
     handle.spawn(Arc::clone(&battles).run_background(ctx.shutdown.clone()));
+    let retention = retention::Retention {
+        db: db.clone(),
+        clock: Arc::clone(&ctx.clock),
+        config: ctx.config.lifecycle.clone(),
+    };
+    handle.spawn(retention.run(ctx.shutdown.clone()));
     Ok(handle)
+}
+
+/// `battlescope battles recluster --from --to [--dry-run]`: re-clusters a range of the stored
+/// battles in this process (the service need not run; its events leave through the outbox
+/// when it next starts).
+pub async fn recluster_range(
+    config: &bs_config::Config,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> anyhow::Result<recluster::Report> {
+    let db = bs_runtime::open_database(config, ServiceName::Battle, ALL_MIGRATIONS).await?;
+    let store: Arc<dyn BattleStore> = Arc::new(SqlBattleStore::new(db.clone()));
+    let geo = Arc::new(Geo::from_static_data(bs_sde::StaticData::bundled()));
+    let settings = engine_settings(&config.battle)?;
+    let battles = Battles::open(store, geo, Arc::new(bs_runtime::SystemClock), settings).await?;
+    let report = recluster::recluster(&battles, &db, from, to, dry_run).await;
+    db.close().await;
+    report
 }

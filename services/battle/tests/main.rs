@@ -2,9 +2,11 @@
 //!
 //! * `core`: the service core on real fights (battles, sides, report, redelivery, restart, merge).
 //! * `store`: the store conformance suite on SQLite and PostgreSQL.
+//! * `lifecycle`: re-clustering (ids kept, dry run, merges) and retention on real fights.
 //! * `service`: `start()` on the embedded bus, the API, a restart and the merge redirect.
 
 mod core;
 mod helpers;
+mod lifecycle;
 mod service;
 mod store;
