@@ -115,7 +115,8 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         },
     ));
     handle.spawn(
-        bs_store::outbox::OutboxRelay::new(db.clone(), Arc::clone(&ctx.bus)).run(ctx.shutdown.clone()),
+        bs_store::outbox::OutboxRelay::new(db.clone(), Arc::clone(&ctx.bus))
+            .run(ctx.shutdown.clone()),
     );
     handle.spawn(Arc::clone(&battles).run_background(ctx.shutdown.clone()));
     let retention = retention::Retention {
