@@ -33,6 +33,23 @@ use crate::settings::{CSRF_FIELD, CSRF_HEADER};
 
 type AppState = Arc<AuthService>;
 
+/// The route patterns browsers use directly (login, the caller's own account) plus
+/// `/authorize`: in all-in-one mode these are served at the root of the one listener,
+/// while the admin API (`/admin/*`) stays under `/services/authentication` so the web
+/// UI's own `/admin` pages own that path (see [`user_facing`]).
+pub const USER_FACING_PATHS: &[&str] = &["/auth/{*rest}", "/me", "/me/{*rest}", "/authorize"];
+
+/// Only the user-facing part of this service's router (`service_router`, as returned by
+/// [`router`]): requests to [`USER_FACING_PATHS`] are handed to it unchanged, so its CSRF
+/// guard, cache headers and every route behave exactly as on the service's own port.
+pub fn user_facing(service_router: Router) -> Router {
+    // `route_service` refuses a `Router` itself; its service form is the same router.
+    let inner = service_router.into_service::<Body>();
+    USER_FACING_PATHS.iter().fold(Router::new(), |r, path| {
+        r.route_service(path, inner.clone())
+    })
+}
+
 /// The service router.
 pub fn router(service: AppState) -> Router {
     Router::new()
@@ -47,6 +64,7 @@ pub fn router(service: AppState) -> Router {
         .route("/me/characters/{id}", delete(unlink_character))
         .route("/me/sessions", get(my_sessions))
         .route("/me/sessions/{id}", delete(end_my_session))
+        .route("/me/csrf", post(check_csrf))
         .route("/authorize", post(authorize))
         .route("/admin/accounts", get(admin_accounts))
         .route(
@@ -793,6 +811,13 @@ async fn end_my_session(
     let owner = a.account.id.clone();
     s.end_session(&a, &id, Some(&owner), &meta).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /me/csrf`: 204 when the session is valid and the request passed [`csrf_guard`]
+/// (its token is bound to this session). Lets the web UI check the token of a form whose
+/// effect lands in another service (which has no session to bind a token to).
+async fn check_csrf(Session(_): Session) -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 // ------------------------------------------------------------------ /authorize
