@@ -5,6 +5,12 @@
 //!   `min_kills`, `min_isk`, `min_pilots`, `status` (`active`|`ended`); `sort`
 //!   (`start_time`|`kills`|`isk`|`pilots`|`duration`), `order` (`desc` default|`asc`), `limit`
 //!   (≤ 500, default 50), `cursor` (the previous page's `next_cursor`).
+//! * Names: listed battles carry `system_names`, `region_names` and, per side,
+//!   `alliance_names`/`corporation_names` aligned with the id arrays; a report adds `name` on
+//!   each side's `alliances`/`corporations` entry, `character_name`/`corporation_name`/
+//!   `alliance_name` per participant, `ship_name` per ship, and the `names` table
+//!   (`{kind: {id: name}}`). Names come from `killmail.enriched` (a later revision updates
+//!   them); `null` where a name is still unknown.
 //! * `GET /battles/{id}`: the full report. **A merged (absorbed) id answers `308 Permanent
 //!   Redirect`** with `Location` pointing at the survivor (the same path with the id replaced,
 //!   relative to the request, so it also works under the BFF prefix) and a JSON body
@@ -209,10 +215,126 @@ async fn list(
     };
     match state.battles.store().battles(&query).await {
         Ok((rows, next)) => {
-            let battles: Vec<BattleSnapshot> = rows.iter().map(snapshot_of).collect();
+            let snapshots: Vec<BattleSnapshot> = rows.iter().map(snapshot_of).collect();
+            let names = names_or_none(&state, &snapshot_ids(&snapshots)).await;
+            let battles: Vec<Value> = snapshots
+                .iter()
+                .map(|b| {
+                    let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
+                    name_snapshot(&mut v, &names);
+                    v
+                })
+                .collect();
             Json(json!({ "battles": battles, "next_cursor": next })).into_response()
         }
         Err(e) => internal(e),
+    }
+}
+
+/// Names keyed by (kind, id).
+type Names = BTreeMap<(String, i64), String>;
+
+/// Names of `ids`; on a store error the page goes out without names (ids still link).
+async fn names_or_none(state: &ApiState, ids: &[i64]) -> Names {
+    match state.battles.store().names(ids).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "battle names unavailable");
+            Names::new()
+        }
+    }
+}
+
+/// Ids a listed battle shows: its sides' main alliances and corporations, systems, regions.
+fn snapshot_ids(battles: &[BattleSnapshot]) -> Vec<i64> {
+    let mut ids: Vec<i64> = Vec::new();
+    for b in battles {
+        for s in &b.sides {
+            ids.extend(&s.alliance_ids);
+            ids.extend(&s.corporation_ids);
+        }
+        ids.extend(&b.system_ids);
+        ids.extend(&b.region_ids);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn name_of(names: &Names, kind: &str, id: Option<i64>) -> Value {
+    id.and_then(|id| names.get(&(kind.to_owned(), id)))
+        .map_or(Value::Null, |n| Value::String(n.clone()))
+}
+
+/// `[name|null, …]` aligned with the id array `v[ids]`.
+fn aligned_names(v: &Value, ids: &str, kind: &str, names: &Names) -> Value {
+    Value::Array(
+        v[ids]
+            .as_array()
+            .map(|a| a.iter().map(|x| name_of(names, kind, x.as_i64())).collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// Adds `system_names`/`region_names` to a battle and `alliance_names`/`corporation_names` to
+/// each side, aligned with the id arrays (`null` where the name is unknown).
+fn name_battle_and_sides(v: &mut Value, names: &Names) {
+    let systems = aligned_names(v, "system_ids", "system", names);
+    let regions = aligned_names(v, "region_ids", "region", names);
+    if let Some(sides) = v.get_mut("sides").and_then(Value::as_array_mut) {
+        for side in sides {
+            let alliances = aligned_names(side, "alliance_ids", "alliance", names);
+            let corporations = aligned_names(side, "corporation_ids", "corporation", names);
+            for (list, kind) in [("alliances", "alliance"), ("corporations", "corporation")] {
+                if let Some(entries) = side.get_mut(list).and_then(Value::as_array_mut) {
+                    for e in entries {
+                        let n = name_of(names, kind, e["id"].as_i64());
+                        if let Value::Object(m) = e {
+                            m.insert("name".into(), n);
+                        }
+                    }
+                }
+            }
+            if let Value::Object(m) = side {
+                m.insert("alliance_names".into(), alliances);
+                m.insert("corporation_names".into(), corporations);
+            }
+        }
+    }
+    if let Value::Object(m) = v {
+        m.insert("system_names".into(), systems);
+        m.insert("region_names".into(), regions);
+    }
+}
+
+/// A listed battle with names.
+fn name_snapshot(v: &mut Value, names: &Names) {
+    name_battle_and_sides(v, names);
+}
+
+/// A report with names inline: battle and sides as in the list, plus each participant's
+/// `character_name`, `corporation_name`, `alliance_name` and each ship's `ship_name`.
+fn name_report(v: &mut Value, names: &Names) {
+    name_battle_and_sides(v, names);
+    if let Some(ps) = v.get_mut("participants").and_then(Value::as_array_mut) {
+        for p in ps {
+            let character = name_of(names, "character", p["character_id"].as_i64());
+            let corporation = name_of(names, "corporation", p["corporation_id"].as_i64());
+            let alliance = name_of(names, "alliance", p["alliance_id"].as_i64());
+            if let Some(ships) = p.get_mut("ships").and_then(Value::as_array_mut) {
+                for sh in ships {
+                    let n = name_of(names, "type", sh["ship_type_id"].as_i64());
+                    if let Value::Object(m) = sh {
+                        m.insert("ship_name".into(), n);
+                    }
+                }
+            }
+            if let Value::Object(m) = p {
+                m.insert("character_name".into(), character);
+                m.insert("corporation_name".into(), corporation);
+                m.insert("alliance_name".into(), alliance);
+            }
+        }
     }
 }
 
@@ -247,15 +369,10 @@ fn report_ids(report: &BattleReport) -> Vec<i64> {
 async fn report_json(state: &ApiState, row: &BattleRow) -> Result<Value, Response> {
     let report = state
         .battles
-        .compute_report(row.battle_id)
+        .compute_report_at(row.battle_id, row.revision)
         .await
         .map_err(internal)?;
-    let names = state
-        .battles
-        .store()
-        .names(&report_ids(&report))
-        .await
-        .map_err(internal)?;
+    let names = names_or_none(state, &report_ids(&report)).await;
     let overrides = state
         .battles
         .store()
@@ -263,13 +380,14 @@ async fn report_json(state: &ApiState, row: &BattleRow) -> Result<Value, Respons
         .await
         .map_err(internal)?;
     let mut by_kind: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for ((kind, id), name) in names {
+    for ((kind, id), name) in &names {
         by_kind
-            .entry(kind)
+            .entry(kind.clone())
             .or_default()
-            .insert(id.to_string(), name);
+            .insert(id.to_string(), name.clone());
     }
     let mut v = serde_json::to_value(&report).map_err(internal)?;
+    name_report(&mut v, &names);
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), json!(row.battle_id));
         m.insert("status".into(), json!(row.status));

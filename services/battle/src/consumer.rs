@@ -261,10 +261,11 @@ impl Battles {
                 sides: None,
                 published_status: BattleStatus::Merged,
                 events,
+                report: None,
             };
             return Ok(self.store.save_sides(&update).await?);
         }
-        let report = self.compute_report_at(id, row.revision).await?;
+        let report = self.compute_fresh(id, row.revision).await?;
         let sides = snapshot::side_snapshots(&report);
         let mut snap = snapshot_of(&row);
         snap.sides = sides.clone();
@@ -290,12 +291,14 @@ impl Battles {
         } else {
             row.published_status.unwrap_or(row.status)
         };
+        let json = serde_json::to_string(&report).context("serialising a report")?;
         let update = SidesUpdate {
             battle_id: id,
             seen_revision: row.revision,
             sides: Some((sides, report.multi_party, report.one_sided)),
             published_status: published,
             events,
+            report: Some(json),
         };
         Ok(self.store.save_sides(&update).await?)
     }
@@ -307,9 +310,37 @@ impl Battles {
         self.compute_report_at(id, revision).await
     }
 
-    /// [`Battles::compute_report`] for a known revision: the battle's killmails are cached per
+    /// [`Battles::compute_report`] for a known revision. The report the sides refresher stored
+    /// for that revision is read back when there is one (one row instead of every killmail:
+    /// the refresher has just computed it); otherwise it is computed, from killmails cached per
     /// revision, so the refresher and repeated reads of a big battle parse them once.
     pub async fn compute_report_at(&self, id: u64, revision: u64) -> anyhow::Result<BattleReport> {
+        if let Some((stored, json)) = self.store.stored_report(id).await?
+            && stored == revision
+        {
+            let parsed =
+                tokio::task::spawn_blocking(move || serde_json::from_str::<BattleReport>(&json))
+                    .await?;
+            match parsed {
+                Ok(r) => return Ok(r),
+                // An unreadable row (an older report format) is recomputed, never an error.
+                Err(e) => {
+                    tracing::warn!(battle_id = id, error = %e, "stored report unreadable; recomputing")
+                }
+            }
+        }
+        self.compute_fresh(id, revision).await
+    }
+
+    /// The report recomputed from the battle's killmails, whatever is stored (benchmarks and
+    /// checks).
+    pub async fn recompute_report(&self, id: u64) -> anyhow::Result<BattleReport> {
+        let revision = self.store.row(id).await?.map_or(u64::MAX, |r| r.revision);
+        self.compute_fresh(id, revision).await
+    }
+
+    /// The report computed from the battle's killmails and overrides.
+    async fn compute_fresh(&self, id: u64, revision: u64) -> anyhow::Result<BattleReport> {
         let cached = self
             .kill_cache
             .lock()

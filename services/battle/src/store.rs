@@ -10,13 +10,13 @@
 //! `battle.*` events through the outbox in the transaction that clears the dirty flag
 //! ([`BattleStore::save_sides`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use bs_clustering::{ClusterKill, Entity, SideOverride, SideTarget, TimeMs};
 use bs_events::{BattleSideSnapshot, BattleStatus, Envelope};
 use bs_store::sqlx::{self, AnyConnection, Row};
-use bs_store::{Database, StoreError, StoreResult, dynamic_sql};
+use bs_store::{Backend, Database, StoreError, StoreResult, dynamic_sql};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{BattleOp, NameRow, StoredKill, WorkingSet};
@@ -160,6 +160,8 @@ pub struct SidesUpdate {
     pub sides: Option<(Vec<BattleSideSnapshot>, bool, bool)>,
     pub published_status: BattleStatus,
     pub events: Vec<Envelope>,
+    /// The report JSON computed with the sides (without names), stored for reads.
+    pub report: Option<String>,
 }
 
 /// Row counts for `/stats`.
@@ -204,20 +206,53 @@ pub trait BattleStore: Send + Sync + 'static {
     -> StoreResult<Vec<ShipHistoryRow>>;
     /// Battles whose sides or published status lag behind their rows.
     async fn dirty_battles(&self, limit: u32) -> StoreResult<Vec<u64>>;
-    /// Writes sides and enqueues events; false when the battle changed meanwhile.
+    /// Writes sides (and the report) and enqueues events; false when the battle changed
+    /// meanwhile.
     async fn save_sides(&self, update: &SidesUpdate) -> StoreResult<bool>;
+    /// The stored report JSON and the battle revision it was computed from.
+    async fn stored_report(&self, battle_id: u64) -> StoreResult<Option<(u64, String)>>;
     async fn counts(&self) -> StoreResult<StoreCounts>;
 }
 
 /// [`BattleStore`] over a bs-store [`Database`] (SQLite or PostgreSQL).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SqlBattleStore {
     db: Database,
+    /// Names this store committed, so a batch repeating known names writes none of them.
+    names_written: parking_lot::Mutex<WrittenNames>,
+}
+
+/// The names a store committed, bounded (cleared when full: names are cheap to write again).
+#[derive(Debug, Default)]
+struct WrittenNames(NameCache);
+
+/// Names remembered before the cache is cleared (≈ 50 bytes each).
+const NAMES_REMEMBERED: usize = 400_000;
+
+impl WrittenNames {
+    /// The entries for the names of one batch (a small copy, so the lock is not held across
+    /// the writes).
+    fn clone_for(&self, names: &[NameRow]) -> NameCache {
+        names
+            .iter()
+            .filter_map(|n| self.0.get_key_value(&(n.kind, n.id)).map(|(k, v)| (*k, *v)))
+            .collect()
+    }
+
+    fn remember(&mut self, names: Vec<((&'static str, i64), u64)>) {
+        if self.0.len() + names.len() > NAMES_REMEMBERED {
+            self.0.clear();
+        }
+        self.0.extend(names);
+    }
 }
 
 impl SqlBattleStore {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            names_written: parking_lot::Mutex::default(),
+        }
     }
 
     pub fn database(&self) -> &Database {
@@ -225,11 +260,87 @@ impl SqlBattleStore {
     }
 }
 
-/// Rows per multi-row statement. Small on purpose: SQLite resolves `$N` parameters as named
-/// parameters with a linear lookup, so one statement's cost grows quadratically with its
-/// parameter count (measured on the week: statements of 500 rows ran at ~1,500 killmails/s,
-/// of 40 rows ~4,900/s, of 16 rows ~6,200/s, of 8 rows slower again).
-const CHUNK: usize = 16;
+/// Placeholders of one statement, in the order the values are bound.
+///
+/// On SQLite they are anonymous `?`: sqlx binds a *named* parameter (`$N`, and `?N` alike)
+/// through `sqlite3_bind_parameter_name`, a linear scan of the statement's parameter list, so a
+/// statement with `n` named parameters costs O(n²) to bind on every execution (measured on the
+/// week: 500-row statements ran at ~1,500 killmails/s, 16-row ones at ~6,200/s). Anonymous ones
+/// bind positionally in O(1), so statements can be wide. PostgreSQL keeps `$N`.
+/// Statements with a handful of parameters keep writing `$1` literally.
+struct Ph {
+    sqlite: bool,
+    n: usize,
+}
+
+impl Ph {
+    fn new(backend: Backend) -> Self {
+        Self {
+            sqlite: backend == Backend::Sqlite,
+            n: 0,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        self.n += 1;
+        if self.sqlite {
+            "?".to_owned()
+        } else {
+            format!("${}", self.n)
+        }
+    }
+
+    /// `(p,p,..),(..)` for `rows` rows of `cols` columns.
+    fn values(&mut self, rows: usize, cols: usize) -> String {
+        let mut s = String::with_capacity(rows * (cols * 6 + 3));
+        for r in 0..rows {
+            if r > 0 {
+                s.push(',');
+            }
+            s.push('(');
+            for c in 0..cols {
+                if c > 0 {
+                    s.push(',');
+                }
+                s.push_str(&self.next());
+            }
+            s.push(')');
+        }
+        s
+    }
+
+    /// `p,p,..` for an IN list.
+    fn list(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Splits `items` into statements of at most `max` rows, using only the sizes `max`, `max/4`,
+/// `max/16`, … 1, so a table sees a handful of distinct statement texts (each prepared once
+/// per connection and then cached) whatever the batch size.
+fn chunked<T>(items: &[T], max: usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    let mut size = max.max(1);
+    while !rest.is_empty() {
+        while size > 1 && rest.len() < size {
+            size = (size / 4).max(1);
+        }
+        let (head, tail) = rest.split_at(size.min(rest.len()));
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// Rows per statement, by width: about 4,000 parameters each (SQLite allows 32,766,
+/// PostgreSQL 65,535).
+const fn max_rows(cols: usize) -> usize {
+    4096 / cols
+}
+
+/// Ids per IN list.
+const IN_LIST: usize = 1024;
 
 fn i(x: u64) -> i64 {
     i64::try_from(x).unwrap_or(i64::MAX)
@@ -237,34 +348,6 @@ fn i(x: u64) -> i64 {
 
 fn u(x: i64) -> u64 {
     u64::try_from(x).unwrap_or(0)
-}
-
-/// `($1,$2,..),(..)` for `rows` rows of `cols` columns starting at `$start`.
-fn values(rows: usize, cols: usize, start: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        if r > 0 {
-            s.push(',');
-        }
-        s.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                s.push(',');
-            }
-            s.push('$');
-            s.push_str(&(start + r * cols + c).to_string());
-        }
-        s.push(')');
-    }
-    s
-}
-
-/// `$start,..` for an IN list.
-fn list(n: usize, start: usize) -> String {
-    (0..n)
-        .map(|k| format!("${}", start + k))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn entity_parts(e: Entity) -> (&'static str, i64) {
@@ -316,11 +399,15 @@ impl Touched {
     }
 }
 
+/// Writes the batch's killmails (highest revision wins) and their ship history; returns the
+/// ids of the rows really written (new, or replaced by a higher revision): only their names
+/// are taken, so a redelivered older revision never overwrites a newer name.
 async fn upsert_kills(
     conn: &mut AnyConnection,
+    backend: Backend,
     kills: &[StoredKill],
     touched: &mut Touched,
-) -> StoreResult<()> {
+) -> StoreResult<HashSet<u64>> {
     // Highest revision per id within the batch (PostgreSQL refuses to update a row twice).
     let mut best: BTreeMap<u64, &StoredKill> = BTreeMap::new();
     for k in kills {
@@ -330,15 +417,17 @@ async fn upsert_kills(
         }
     }
     let kills: Vec<&StoredKill> = best.into_values().collect();
+    let mut written: HashSet<u64> = HashSet::with_capacity(kills.len());
     let mut replaced: Vec<i64> = Vec::new();
-    for chunk in kills.chunks(CHUNK) {
+    for chunk in chunked(&kills, max_rows(10)) {
+        let mut ph = Ph::new(backend);
         let sql = format!(
             "INSERT INTO killmails (killmail_id, revision, time_ms, system_id, region_id, security_type, security_status, isk_value, isk_dropped, data) VALUES {} \
              ON CONFLICT (killmail_id) DO UPDATE SET revision = excluded.revision, time_ms = excluded.time_ms, system_id = excluded.system_id, \
              region_id = excluded.region_id, security_type = excluded.security_type, security_status = excluded.security_status, \
              isk_value = excluded.isk_value, isk_dropped = excluded.isk_dropped, data = excluded.data \
              WHERE excluded.revision > killmails.revision RETURNING killmail_id, revision",
-            values(chunk.len(), 10, 1)
+            ph.values(chunk.len(), 10)
         );
         let mut q = sqlx::query(dynamic_sql(sql));
         for k in chunk {
@@ -358,67 +447,74 @@ async fn upsert_kills(
         }
         for row in q.fetch_all(&mut *conn).await? {
             let (id, rev): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            written.insert(u(id));
             // Revision 0 rows are first inserts; higher ones may replace a row already in a battle.
             if rev > 0 {
                 replaced.push(id);
             }
         }
-        // Ship history: one row per pilot and ship on the mail (victim: lost).
-        let mut hist: BTreeMap<(i64, i64, i64), HistoryLine> = BTreeMap::new();
-        for k in chunk {
-            let km = &k.kill;
-            if let Some(ch) = km.victim.character_id {
-                hist.insert(
-                    (i(ch), i(km.killmail_id), i64::from(km.victim.ship.type_id)),
-                    (
-                        km.time_ms,
-                        i64::from(km.system_id),
-                        true,
-                        km.victim.corporation_id.map(i),
-                        km.victim.alliance_id.map(i),
-                    ),
-                );
-            }
-            for a in km.attackers.iter().filter(|a| !a.is_npc) {
-                let Some(ch) = a.character_id else { continue };
-                let ship = a.ship.map_or(0, |s| i64::from(s.type_id));
-                hist.entry((i(ch), i(km.killmail_id), ship)).or_insert((
+    }
+    // Ship history: one row per pilot and ship on the mail (victim: lost), for the rows just
+    // written (a redelivery has its history already; a new revision does not change ids).
+    let mut hist: BTreeMap<(i64, i64, i64), HistoryLine> = BTreeMap::new();
+    for k in kills
+        .iter()
+        .filter(|k| written.contains(&k.kill.killmail_id))
+    {
+        let km = &k.kill;
+        if let Some(ch) = km.victim.character_id {
+            hist.insert(
+                (i(ch), i(km.killmail_id), i64::from(km.victim.ship.type_id)),
+                (
                     km.time_ms,
                     i64::from(km.system_id),
-                    false,
-                    a.corporation_id.map(i),
-                    a.alliance_id.map(i),
-                ));
-            }
-        }
-        let rows: Vec<_> = hist.into_iter().collect();
-        for part in rows.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO pilot_ship_history (character_id, killmail_id, ship_type_id, time_ms, system_id, lost, corporation_id, alliance_id) VALUES {} \
-                 ON CONFLICT (character_id, killmail_id, ship_type_id) DO NOTHING",
-                values(part.len(), 8, 1)
+                    true,
+                    km.victim.corporation_id.map(i),
+                    km.victim.alliance_id.map(i),
+                ),
             );
-            let mut q = sqlx::query(dynamic_sql(sql));
-            for ((ch, km, ship), (t, sys, lost, corp, all)) in part {
-                q = q
-                    .bind(*ch)
-                    .bind(*km)
-                    .bind(*ship)
-                    .bind(*t)
-                    .bind(*sys)
-                    .bind(i64::from(*lost))
-                    .bind(*corp)
-                    .bind(*all);
-            }
-            q.execute(&mut *conn).await?;
+        }
+        for a in km.attackers.iter().filter(|a| !a.is_npc) {
+            let Some(ch) = a.character_id else { continue };
+            let ship = a.ship.map_or(0, |s| i64::from(s.type_id));
+            hist.entry((i(ch), i(km.killmail_id), ship)).or_insert((
+                km.time_ms,
+                i64::from(km.system_id),
+                false,
+                a.corporation_id.map(i),
+                a.alliance_id.map(i),
+            ));
         }
     }
-    for chunk in replaced.chunks(CHUNK) {
+    let rows: Vec<_> = hist.into_iter().collect();
+    for part in chunked(&rows, max_rows(8)) {
+        let mut ph = Ph::new(backend);
+        let sql = format!(
+            "INSERT INTO pilot_ship_history (character_id, killmail_id, ship_type_id, time_ms, system_id, lost, corporation_id, alliance_id) VALUES {} \
+             ON CONFLICT (character_id, killmail_id, ship_type_id) DO NOTHING",
+            ph.values(part.len(), 8)
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for ((ch, km, ship), (t, sys, lost, corp, all)) in part {
+            q = q
+                .bind(*ch)
+                .bind(*km)
+                .bind(*ship)
+                .bind(*t)
+                .bind(*sys)
+                .bind(i64::from(*lost))
+                .bind(*corp)
+                .bind(*all);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    for chunk in chunked(&replaced, IN_LIST) {
+        let mut ph = Ph::new(backend);
         let sql = format!(
             "UPDATE battle_killmails SET isk_value = (SELECT m.isk_value FROM killmails m WHERE m.killmail_id = battle_killmails.killmail_id), \
              isk_dropped = (SELECT m.isk_dropped FROM killmails m WHERE m.killmail_id = battle_killmails.killmail_id) \
              WHERE killmail_id IN ({}) RETURNING battle_id",
-            list(chunk.len(), 1)
+            ph.list(chunk.len())
         );
         let mut q = sqlx::query(dynamic_sql(sql));
         for id in chunk {
@@ -429,40 +525,82 @@ async fn upsert_kills(
             touched.add(u(b), false);
         }
     }
-    Ok(())
+    Ok(written)
 }
 
-async fn upsert_names(conn: &mut AnyConnection, names: &[NameRow]) -> StoreResult<()> {
-    let mut dedup: BTreeMap<(&str, i64), &str> = BTreeMap::new();
-    for n in names {
-        dedup.insert((n.kind, n.id), &n.name);
+/// (kind, id) → hash of the name last committed, to skip unchanged names.
+type NameCache = HashMap<(&'static str, i64), u64>;
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+/// Upserts the names carried by the killmails just written, skipping those already stored with
+/// the same text; returns the names written (to remember once the transaction commits).
+async fn upsert_names(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    names: &[NameRow],
+    written: &HashSet<u64>,
+    known: &NameCache,
+) -> StoreResult<Vec<((&'static str, i64), u64)>> {
+    // Within a batch the highest revision's name wins (then the newest killmail).
+    let mut dedup: BTreeMap<(&'static str, i64), (u32, u64, &str)> = BTreeMap::new();
+    for n in names.iter().filter(|n| written.contains(&n.killmail_id)) {
+        let e = dedup
+            .entry((n.kind, n.id))
+            .or_insert((n.revision, n.killmail_id, &n.name));
+        if (n.revision, n.killmail_id) > (e.0, e.1) {
+            *e = (n.revision, n.killmail_id, &n.name);
+        }
     }
-    let rows: Vec<_> = dedup.into_iter().collect();
-    for chunk in rows.chunks(CHUNK) {
+    let rows: Vec<((&'static str, i64), &str, u64)> = dedup
+        .into_iter()
+        .map(|(k, (_, _, name))| (k, name, name_hash(name)))
+        .filter(|(k, _, h)| known.get(k) != Some(h))
+        .collect();
+    for chunk in chunked(&rows, max_rows(3)) {
+        let mut ph = Ph::new(backend);
         let sql = format!(
             "INSERT INTO names (kind, id, name) VALUES {} ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name WHERE names.name <> excluded.name",
-            values(chunk.len(), 3, 1)
+            ph.values(chunk.len(), 3)
         );
         let mut q = sqlx::query(dynamic_sql(sql));
-        for ((kind, id), name) in chunk {
+        for ((kind, id), name, _) in chunk {
             q = q.bind(*kind).bind(*id).bind(*name);
         }
         q.execute(&mut *conn).await?;
     }
-    Ok(())
+    Ok(rows.into_iter().map(|(k, _, h)| (k, h)).collect())
 }
+
+/// A participant's corporation/alliance in a battle is the smallest id seen on its rows, the
+/// same whatever order the killmails arrived in (`MIN` in [`rebuild_members`]).
+const PARTICIPANT_MIN: &str = "ON CONFLICT (battle_id, character_id) DO UPDATE SET \
+    corporation_id = CASE WHEN battle_participants.corporation_id IS NULL OR excluded.corporation_id < battle_participants.corporation_id \
+      THEN excluded.corporation_id ELSE battle_participants.corporation_id END, \
+    alliance_id = CASE WHEN battle_participants.alliance_id IS NULL OR excluded.alliance_id < battle_participants.alliance_id \
+      THEN excluded.alliance_id ELSE battle_participants.alliance_id END \
+    WHERE (excluded.corporation_id IS NOT NULL AND (battle_participants.corporation_id IS NULL OR excluded.corporation_id < battle_participants.corporation_id)) \
+       OR (excluded.alliance_id IS NOT NULL AND (battle_participants.alliance_id IS NULL OR excluded.alliance_id < battle_participants.alliance_id))";
 
 async fn add_kills(
     conn: &mut AnyConnection,
+    backend: Backend,
     battle: u64,
     ids: &[u64],
     touched: &mut Touched,
 ) -> StoreResult<()> {
-    for chunk in ids.chunks(CHUNK) {
-        let l = list(chunk.len(), 2);
+    for chunk in chunked(ids, IN_LIST) {
         // Kills moving here from another battle: that one loses them (rebuilt in full).
+        let mut ph = Ph::new(backend);
+        let b = ph.next();
+        let l = ph.list(chunk.len());
         let mut q = sqlx::query(dynamic_sql(format!(
-            "SELECT DISTINCT battle_id FROM battle_killmails WHERE battle_id <> $1 AND killmail_id IN ({l})"
+            "SELECT DISTINCT battle_id FROM battle_killmails WHERE battle_id <> {b} AND killmail_id IN ({l})"
         )))
         .bind(i(battle));
         for id in chunk {
@@ -472,24 +610,29 @@ async fn add_kills(
             touched.add(u(row.try_get(0)?), true);
         }
         let stmts = [
-            format!(
-                "INSERT INTO battle_killmails (killmail_id, battle_id, time_ms, system_id, isk_value, isk_dropped) \
-                 SELECT killmail_id, $1, time_ms, system_id, isk_value, isk_dropped FROM killmails WHERE killmail_id IN ({l}) \
-                 ON CONFLICT (killmail_id) DO UPDATE SET battle_id = excluded.battle_id"
+            (
+                "INSERT INTO battle_killmails (killmail_id, battle_id, time_ms, system_id, isk_value, isk_dropped) SELECT killmail_id, ",
+                ", time_ms, system_id, isk_value, isk_dropped FROM killmails WHERE killmail_id IN (",
+                ") ON CONFLICT (killmail_id) DO UPDATE SET battle_id = excluded.battle_id WHERE battle_killmails.battle_id <> excluded.battle_id",
             ),
-            format!(
-                "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) \
-                 SELECT $1, character_id, MIN(corporation_id), MIN(alliance_id) FROM pilot_ship_history WHERE killmail_id IN ({l}) \
-                 GROUP BY character_id ON CONFLICT (battle_id, character_id) DO NOTHING"
+            (
+                "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) SELECT ",
+                ", character_id, MIN(corporation_id), MIN(alliance_id) FROM pilot_ship_history WHERE killmail_id IN (",
+                ") GROUP BY character_id ",
             ),
-            format!(
-                "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) \
-                 SELECT $1, system_id, MIN(region_id), MIN(security_type) FROM killmails WHERE killmail_id IN ({l}) \
-                 GROUP BY system_id ON CONFLICT (battle_id, system_id) DO NOTHING"
+            (
+                "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) SELECT ",
+                ", system_id, MIN(region_id), MIN(security_type) FROM killmails WHERE killmail_id IN (",
+                ") GROUP BY system_id ON CONFLICT (battle_id, system_id) DO NOTHING",
             ),
         ];
-        for sql in stmts {
-            let mut q = sqlx::query(dynamic_sql(sql)).bind(i(battle));
+        for (n, (head, mid, tail)) in stmts.into_iter().enumerate() {
+            let mut ph = Ph::new(backend);
+            let b = ph.next();
+            let l = ph.list(chunk.len());
+            let extra = if n == 1 { PARTICIPANT_MIN } else { "" };
+            let mut q =
+                sqlx::query(dynamic_sql(format!("{head}{b}{mid}{l}{tail}{extra}"))).bind(i(battle));
             for id in chunk {
                 q = q.bind(i(*id));
             }
@@ -516,11 +659,17 @@ async fn rebuild_members(conn: &mut AnyConnection, battle: u64) -> StoreResult<(
     Ok(())
 }
 
-/// Recomputes a battle's aggregates from its rows; bumps the revision only on a change.
+/// Recomputes a battle's aggregates from its rows (one read of the stored and the recomputed
+/// values); bumps the revision only on a change.
 async fn recompute(conn: &mut AnyConnection, battle: u64, now_ms: i64) -> StoreResult<()> {
     let b = i(battle);
-    let Some(cur) = sqlx::query(
-        "SELECT total_kills, total_isk, total_dropped, start_ms, end_ms, pilots, status FROM battles WHERE battle_id = $1",
+    let Some(row) = sqlx::query(
+        "SELECT b.total_kills, b.total_isk, b.total_dropped, b.start_ms, b.end_ms, b.pilots, b.status, \
+         k.n, k.isk, k.dropped, k.first_ms, k.last_ms, \
+         (SELECT COUNT(*) FROM battle_participants p WHERE p.battle_id = b.battle_id) \
+         FROM battles b CROSS JOIN (SELECT COUNT(*) AS n, COALESCE(SUM(isk_value), 0.0) AS isk, COALESCE(SUM(isk_dropped), 0.0) AS dropped, \
+         COALESCE(MIN(time_ms), 0) AS first_ms, COALESCE(MAX(time_ms), 0) AS last_ms FROM battle_killmails WHERE battle_id = $1) k \
+         WHERE b.battle_id = $1",
     )
     .bind(b)
     .fetch_optional(&mut *conn)
@@ -528,36 +677,25 @@ async fn recompute(conn: &mut AnyConnection, battle: u64, now_ms: i64) -> StoreR
     else {
         return Ok(());
     };
-    let status: String = cur.try_get(6)?;
+    let status: String = row.try_get(6)?;
     if status == BattleStatus::Merged.as_str() {
         return Ok(());
     }
-    let agg = sqlx::query(
-        "SELECT COUNT(*), COALESCE(SUM(isk_value), 0.0), COALESCE(SUM(isk_dropped), 0.0), COALESCE(MIN(time_ms), 0), COALESCE(MAX(time_ms), 0) \
-         FROM battle_killmails WHERE battle_id = $1",
-    )
-    .bind(b)
-    .fetch_one(&mut *conn)
-    .await?;
-    let (kills, isk, dropped, start, end): (i64, f64, f64, i64, i64) = (
-        agg.try_get(0)?,
-        agg.try_get(1)?,
-        agg.try_get(2)?,
-        agg.try_get(3)?,
-        agg.try_get(4)?,
-    );
-    let (pilots,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM battle_participants WHERE battle_id = $1")
-            .bind(b)
-            .fetch_one(&mut *conn)
-            .await?;
     let before: (i64, f64, f64, i64, i64, i64) = (
-        cur.try_get(0)?,
-        cur.try_get(1)?,
-        cur.try_get(2)?,
-        cur.try_get(3)?,
-        cur.try_get(4)?,
-        cur.try_get(5)?,
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+    );
+    let (kills, isk, dropped, start, end, pilots): (i64, f64, f64, i64, i64, i64) = (
+        row.try_get(7)?,
+        row.try_get(8)?,
+        row.try_get(9)?,
+        row.try_get(10)?,
+        row.try_get(11)?,
+        row.try_get(12)?,
     );
     let same = before.0 == kills
         && (before.1 - isk).abs() < 0.5
@@ -588,6 +726,7 @@ async fn recompute(conn: &mut AnyConnection, battle: u64, now_ms: i64) -> StoreR
 
 async fn apply_op(
     conn: &mut AnyConnection,
+    backend: Backend,
     op: &BattleOp,
     now_ms: i64,
     touched: &mut Touched,
@@ -597,29 +736,38 @@ async fn apply_op(
             sqlx::query(
                 "INSERT INTO battles (battle_id, founding_ms, status, start_ms, end_ms, duration_ms, total_kills, total_isk, total_dropped, pilots, revision, dirty, updated_at) \
                  VALUES ($1, COALESCE((SELECT time_ms FROM killmails WHERE killmail_id = $1), 0), 'active', 0, 0, 0, 0, 0.0, 0.0, 0, 0, 1, $2) \
-                 ON CONFLICT (battle_id) DO NOTHING",
+                 ON CONFLICT (battle_id) DO UPDATE SET status = 'active', merged_into = NULL, revision = battles.revision + 1, dirty = 1 \
+                 WHERE battles.status = 'merged'",
             )
             .bind(i(*battle_id))
             .bind(now_ms)
             .execute(&mut *conn)
             .await?;
+            // An id that was absorbed once and names a battle again (a rename onto it, or a
+            // rebuild): it is live now, so it must not redirect any more.
+            sqlx::query("DELETE FROM battle_aliases WHERE alias_id = $1")
+                .bind(i(*battle_id))
+                .execute(&mut *conn)
+                .await?;
             touched.add(*battle_id, false);
         }
         BattleOp::AddKills {
             battle_id,
             killmail_ids,
         } => {
-            add_kills(conn, *battle_id, killmail_ids, touched).await?;
+            add_kills(conn, backend, *battle_id, killmail_ids, touched).await?;
             touched.add(*battle_id, false);
         }
         BattleOp::RemoveKills {
             battle_id,
             killmail_ids,
         } => {
-            for chunk in killmail_ids.chunks(CHUNK) {
+            for chunk in chunked(killmail_ids, IN_LIST) {
+                let mut ph = Ph::new(backend);
+                let b = ph.next();
                 let sql = format!(
-                    "DELETE FROM battle_killmails WHERE battle_id = $1 AND killmail_id IN ({})",
-                    list(chunk.len(), 2)
+                    "DELETE FROM battle_killmails WHERE battle_id = {b} AND killmail_id IN ({})",
+                    ph.list(chunk.len())
                 );
                 let mut q = sqlx::query(dynamic_sql(sql)).bind(i(*battle_id));
                 for id in chunk {
@@ -644,6 +792,7 @@ async fn apply_op(
                  SELECT $1, entity_kind, entity_id, target, actor, created_at FROM battle_side_overrides WHERE battle_id = $2 \
                  ON CONFLICT (battle_id, entity_kind, entity_id) DO NOTHING",
                 "DELETE FROM battle_participants WHERE battle_id = $2",
+                "DELETE FROM battle_reports WHERE battle_id = $2",
             ] {
                 sqlx::query(sql).bind(s).bind(a).execute(&mut *conn).await?;
             }
@@ -697,15 +846,20 @@ fn battle_row(row: &sqlx::any::AnyRow) -> StoreResult<BattleRow> {
 }
 
 /// Fills systems, regions, security types and sides of `rows`.
-async fn attach(conn: &mut AnyConnection, rows: &mut [BattleRow]) -> StoreResult<()> {
+async fn attach(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    rows: &mut [BattleRow],
+) -> StoreResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let ids: Vec<i64> = rows.iter().map(|r| i(r.battle_id)).collect();
     let mut systems: HashMap<u64, Places> = HashMap::new();
     let mut sides: HashMap<u64, Vec<BattleSideSnapshot>> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
-        let l = list(chunk.len(), 1);
+    for chunk in chunked(&ids, IN_LIST) {
+        // Each statement binds the list once, from the first placeholder.
+        let l = Ph::new(backend).list(chunk.len());
         let mut q = sqlx::query(dynamic_sql(format!(
             "SELECT battle_id, system_id, region_id, security_type FROM battle_systems WHERE battle_id IN ({l})"
         )));
@@ -767,12 +921,16 @@ enum Bind {
 #[async_trait]
 impl BattleStore for SqlBattleStore {
     async fn apply(&self, changes: &ChangeSet) -> StoreResult<()> {
+        let backend = self.db.backend();
         let mut tx = self.db.begin().await?;
         let mut touched = Touched::default();
-        upsert_kills(&mut tx, &changes.kills, &mut touched).await?;
-        upsert_names(&mut tx, &changes.names).await?;
+        let written = upsert_kills(&mut tx, backend, &changes.kills, &mut touched).await?;
+        let names = {
+            let known = self.names_written.lock().clone_for(&changes.names);
+            upsert_names(&mut tx, backend, &changes.names, &written, &known).await?
+        };
         for op in &changes.ops {
-            apply_op(&mut tx, op, changes.now_ms, &mut touched).await?;
+            apply_op(&mut tx, backend, op, changes.now_ms, &mut touched).await?;
         }
         for (&b, &full) in &touched.battles {
             if full {
@@ -781,6 +939,8 @@ impl BattleStore for SqlBattleStore {
             recompute(&mut tx, b, changes.now_ms).await?;
         }
         tx.commit().await?;
+        // Remembered only once committed: a rolled-back name is written again next time.
+        self.names_written.lock().remember(names);
         Ok(())
     }
 
@@ -841,10 +1001,10 @@ impl BattleStore for SqlBattleStore {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        for chunk in missing.chunks(CHUNK) {
+        for chunk in chunked(&missing, IN_LIST) {
             let mut q = sqlx::query(dynamic_sql(format!(
                 "SELECT battle_id, founding_ms, status FROM battles WHERE battle_id IN ({})",
-                list(chunk.len(), 1)
+                Ph::new(self.db.backend()).list(chunk.len())
             )));
             for b in chunk {
                 q = q.bind(i(*b));
@@ -892,7 +1052,7 @@ impl BattleStore for SqlBattleStore {
                 .unwrap_or(battle_id);
             return Ok(Lookup::Redirect(to));
         }
-        attach(&mut conn, std::slice::from_mut(&mut row)).await?;
+        attach(&mut conn, self.db.backend(), std::slice::from_mut(&mut row)).await?;
         Ok(Lookup::Found(Box::new(row)))
     }
 
@@ -906,7 +1066,7 @@ impl BattleStore for SqlBattleStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut row = battle_row(&row)?;
-        attach(&mut conn, std::slice::from_mut(&mut row)).await?;
+        attach(&mut conn, self.db.backend(), std::slice::from_mut(&mut row)).await?;
         Ok(Some(row))
     }
 
@@ -1028,7 +1188,7 @@ impl BattleStore for SqlBattleStore {
         } else {
             None
         };
-        attach(&mut conn, &mut rows).await?;
+        attach(&mut conn, self.db.backend(), &mut rows).await?;
         Ok((rows, next))
     }
 
@@ -1112,10 +1272,10 @@ impl BattleStore for SqlBattleStore {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in chunked(&ids, IN_LIST) {
             let mut q = sqlx::query(dynamic_sql(format!(
                 "SELECT kind, id, name FROM names WHERE id IN ({})",
-                list(chunk.len(), 1)
+                Ph::new(self.db.backend()).list(chunk.len())
             )));
             for id in chunk {
                 q = q.bind(*id);
@@ -1205,6 +1365,17 @@ impl BattleStore for SqlBattleStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some(report) = &update.report {
+            sqlx::query(
+                "INSERT INTO battle_reports (battle_id, revision, report) VALUES ($1, $2, $3) \
+                 ON CONFLICT (battle_id) DO UPDATE SET revision = excluded.revision, report = excluded.report",
+            )
+            .bind(b)
+            .bind(i(update.seen_revision))
+            .bind(report.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query("UPDATE battles SET published_status = $2, dirty = 0 WHERE battle_id = $1")
             .bind(b)
             .bind(update.published_status.as_str())
@@ -1218,6 +1389,15 @@ impl BattleStore for SqlBattleStore {
             self.db.outbox_notify();
         }
         Ok(true)
+    }
+
+    async fn stored_report(&self, battle_id: u64) -> StoreResult<Option<(u64, String)>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT revision, report FROM battle_reports WHERE battle_id = $1")
+                .bind(i(battle_id))
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|(r, j)| (u(r), j)))
     }
 
     async fn counts(&self) -> StoreResult<StoreCounts> {

@@ -313,3 +313,169 @@ async fn names_arriving_later_are_stored_idempotently() {
     let after = all_rows(&battles).await;
     assert_eq!(shape(&after), shape(&before));
 }
+
+/// Every id a battle list ever showed still answers: live, or a redirect to a live battle.
+async fn ids_seen(battles: &bs_battle::Battles, seen: &mut std::collections::BTreeSet<u64>) {
+    seen.extend(all_rows(battles).await.iter().map(|r| r.battle_id));
+}
+
+#[tokio::test]
+async fn ids_do_not_depend_on_arrival_order_and_old_ids_redirect() {
+    let events = enriched(&fixture("uw9b-f"));
+    let ids = |rows: &[BattleRow]| -> Vec<(u64, u32)> {
+        let mut v: Vec<_> = rows.iter().map(|r| (r.battle_id, r.total_kills)).collect();
+        v.sort_unstable();
+        v
+    };
+    let dir = bs_testkit::temp_dir();
+    let in_order = battles_in(dir.path(), EngineSettings::default()).await;
+    in_order.ingest(&events).await.unwrap();
+    settle(&in_order).await;
+    let reference = ids(&all_rows(&in_order).await);
+    assert!(!reference.is_empty());
+
+    // Newest first, one killmail per transaction: battles are founded on late kills first and
+    // renamed as the earlier kills arrive.
+    let dir2 = bs_testkit::temp_dir();
+    let reversed = battles_in(dir2.path(), EngineSettings::default()).await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut backwards = events.clone();
+    backwards.sort_by_key(|e| std::cmp::Reverse((e.killmail_time, e.killmail_id)));
+    for e in &backwards {
+        reversed.ingest(std::slice::from_ref(e)).await.unwrap();
+        ids_seen(&reversed, &mut seen).await;
+    }
+    settle(&reversed).await;
+    let rows = all_rows(&reversed).await;
+    assert_eq!(ids(&rows), reference, "ids depend on arrival order");
+    let live: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.battle_id).collect();
+    let renamed: Vec<u64> = seen.difference(&live).copied().collect();
+    assert!(!renamed.is_empty(), "reverse arrival renames battles");
+    for id in renamed {
+        match reversed.store().battle(id).await.unwrap() {
+            Lookup::Redirect(to) => assert!(live.contains(&to), "{id} → {to} is not live"),
+            other => panic!("old id {id} does not redirect: {other:?}"),
+        }
+    }
+    assert_eq!(reversed.refresh().await.unwrap(), 0);
+}
+
+/// GET a path on the service's API router.
+async fn api_get(battles: &std::sync::Arc<bs_battle::Battles>, path: &str) -> serde_json::Value {
+    let router = bs_battle::api::router(bs_battle::api::ApiState {
+        battles: std::sync::Arc::clone(battles),
+        policy: std::sync::Arc::new(bs_battle::AllowAll),
+    });
+    let resp = tower::ServiceExt::oneshot(
+        router,
+        axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+const TEST_ALLIANCE: i64 = 498_125_261;
+
+#[tokio::test]
+async fn lists_and_reports_carry_names_and_later_revisions_update_them() {
+    let dir = bs_testkit::temp_dir();
+    let battles = battles_in(dir.path(), EngineSettings::default()).await;
+    let events = enriched_named(&fixture("uw9b-f"));
+    battles.ingest(&events).await.unwrap();
+    settle(&battles).await;
+    let list = api_get(&battles, "/battles?sort=kills&limit=1").await;
+    let b = &list["battles"][0];
+    // Names aligned with the id arrays; TEST is one side's main alliance in UW9B-F.
+    let sides = b["sides"].as_array().unwrap();
+    let named_sides: Vec<(i64, &str)> = sides
+        .iter()
+        .flat_map(|s| {
+            let ids = s["alliance_ids"].as_array().unwrap();
+            let names = s["alliance_names"].as_array().unwrap();
+            assert_eq!(ids.len(), names.len());
+            ids.iter()
+                .zip(names)
+                .filter_map(|(i, n)| Some((i.as_i64()?, n.as_str()?)))
+        })
+        .collect();
+    assert!(
+        named_sides.contains(&(TEST_ALLIANCE, "Test Alliance Please Ignore")),
+        "{named_sides:?}"
+    );
+    assert_eq!(b["system_names"][0], "UW9B-F");
+    let id = b["battle_id"].as_i64().unwrap();
+    let report = api_get(&battles, &format!("/battles/{id}")).await;
+    let alliance_entry = report["sides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["alliances"].as_array().unwrap())
+        .find(|a| a["id"] == TEST_ALLIANCE)
+        .expect("TEST on a side");
+    assert_eq!(alliance_entry["name"], "Test Alliance Please Ignore");
+    let participants = report["participants"].as_array().unwrap();
+    // Every pilot whose name the killmails carried has it; the others are null (the bundled
+    // snapshot knows 48 of UW9B-F's 324 pilots).
+    let mut named = 0;
+    for p in participants {
+        let known = bundled_names()
+            .get(&p["character_id"].as_i64().unwrap())
+            .cloned()
+            .flatten();
+        assert_eq!(p["character_name"].as_str(), known.as_deref(), "{p}");
+        named += usize::from(known.is_some());
+    }
+    assert!(named > 0);
+    let ships: Vec<&serde_json::Value> = participants
+        .iter()
+        .flat_map(|p| p["ships"].as_array().unwrap())
+        .collect();
+    let named_ships = ships.iter().filter(|s| s["ship_name"].is_string()).count();
+    assert!(
+        named_ships * 10 >= ships.len() * 9,
+        "ship names come from the static data: {named_ships} of {}",
+        ships.len()
+    );
+    assert_eq!(
+        report["names"]["alliance"][TEST_ALLIANCE.to_string()],
+        "Test Alliance Please Ignore"
+    );
+
+    // A later revision with a resolved (here: changed) name updates it; an older revision
+    // redelivered afterwards does not undo it.
+    let victim = events
+        .iter()
+        .find(|e| battles_has(&report, e.killmail_id) && e.victim.who.character_id.is_some())
+        .expect("a killmail of the battle");
+    let ch = victim.victim.who.character_id.unwrap();
+    let mut later = victim.clone();
+    later.victim.who.character_name = Some("Renamed Pilot".into());
+    later.revision = victim.revision + 1;
+    battles.ingest(&[later]).await.unwrap();
+    battles.ingest(std::slice::from_ref(victim)).await.unwrap();
+    settle(&battles).await;
+    let report = api_get(&battles, &format!("/battles/{id}")).await;
+    let p = report["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["character_id"] == ch)
+        .unwrap();
+    assert_eq!(p["character_name"], "Renamed Pilot");
+}
+
+fn battles_has(report: &serde_json::Value, killmail_id: i64) -> bool {
+    report["killmail_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k.as_i64() == Some(killmail_id))
+}

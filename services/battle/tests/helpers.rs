@@ -42,19 +42,43 @@ pub fn fixture(name: &str) -> PathBuf {
     repo("crates/bs-clustering/testdata").join(name)
 }
 
-/// ESI killmails of a fixture, converted as the enrichment service would.
+/// ESI killmails of a fixture, converted as the enrichment service would (without names).
 pub fn enriched(path: &Path) -> Vec<KillmailEnriched> {
+    enriched_with(path, &HashMap::new())
+}
+
+/// The bundled snapshot of real ESI names (`data/names/esi-names.tsv.gz`).
+pub fn bundled_names() -> &'static HashMap<i64, Option<String>> {
+    static NAMES: std::sync::OnceLock<HashMap<i64, Option<String>>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let f = std::fs::File::open(repo("data/names/esi-names.tsv.gz")).unwrap();
+        BufReader::new(flate2::read::MultiGzDecoder::new(f))
+            .lines()
+            .map(Result::unwrap)
+            .filter_map(|l| {
+                let (id, name) = l.split_once('\t')?;
+                Some((id.parse().ok()?, Some(name.to_owned())))
+            })
+            .collect()
+    })
+}
+
+/// [`enriched`] with the bundled real names filled in, as the offline demo publishes them.
+pub fn enriched_named(path: &Path) -> Vec<KillmailEnriched> {
+    enriched_with(path, bundled_names())
+}
+
+fn enriched_with(path: &Path, names: &HashMap<i64, Option<String>>) -> Vec<KillmailEnriched> {
     let reader = BufReader::new(flate2::read::MultiGzDecoder::new(
         std::fs::File::open(path).unwrap(),
     ));
-    let names: HashMap<i64, Option<String>> = HashMap::new();
     let extra_types = HashMap::new();
     let extra_systems = HashMap::new();
     let catalog = Catalog {
         sde: StaticData::bundled(),
         extra_types: &extra_types,
         extra_systems: &extra_systems,
-        names: &names,
+        names,
         prices: MarketPrices::bundled(),
     };
     reader

@@ -361,6 +361,7 @@ async fn stale_sides_are_not_saved(db: Database) {
         sides: Some((Vec::new(), true, false)),
         published_status: BattleStatus::Active,
         events: Vec::new(),
+        report: None,
     };
     assert!(!store.save_sides(&update(row.revision + 1)).await.unwrap());
     assert!(store.save_sides(&update(row.revision)).await.unwrap());

@@ -22,12 +22,16 @@ pub struct StoredKill {
 }
 
 /// A name learned from an event: `kind` is `character`, `corporation`, `alliance`, `faction`,
-/// `type`, `system` or `region`.
+/// `type`, `system` or `region`. It carries the killmail and enrichment revision it came
+/// from: the store takes names only from killmail rows it really wrote (new, or a higher
+/// revision: late-resolved names arrive that way), so an older redelivery never undoes them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NameRow {
     pub kind: &'static str,
     pub id: i64,
     pub name: String,
+    pub killmail_id: u64,
+    pub revision: u32,
 }
 
 /// Why an event cannot be used (counted, never a crash).
@@ -65,6 +69,8 @@ fn names_of(who: &Affiliation, out: &mut Vec<NameRow>) {
                 kind,
                 id,
                 name: name.clone(),
+                killmail_id: 0,
+                revision: 0,
             });
         }
     };
@@ -93,6 +99,8 @@ pub fn from_enriched(e: &KillmailEnriched) -> Result<(StoredKill, Vec<NameRow>),
                 kind: "type",
                 id: s.type_id,
                 name: n.clone(),
+                killmail_id: 0,
+                revision: 0,
             });
         }
     };
@@ -121,6 +129,8 @@ pub fn from_enriched(e: &KillmailEnriched) -> Result<(StoredKill, Vec<NameRow>),
             kind: "system",
             id: e.system.id,
             name: n.clone(),
+            killmail_id: 0,
+            revision: 0,
         });
     }
     if let (Some(id), Some(n)) = (e.system.region_id, &e.system.region_name) {
@@ -128,10 +138,16 @@ pub fn from_enriched(e: &KillmailEnriched) -> Result<(StoredKill, Vec<NameRow>),
             kind: "region",
             id,
             name: n.clone(),
+            killmail_id: 0,
+            revision: 0,
         });
     }
     names.sort();
     names.dedup();
+    for n in &mut names {
+        n.killmail_id = killmail_id;
+        n.revision = e.revision;
+    }
     let kill = ClusterKill {
         killmail_id,
         time_ms: e.killmail_time.timestamp_millis(),
