@@ -19,6 +19,9 @@
 //!   `None` only when neither the bundled SDE nor ESI knows the id.
 //! * `security_type` is a lowercase string: `highsec`, `lowsec`, `nullsec`, `wormhole`,
 //!   `pochven` or `abyssal` (the identity of the system first, then its rounded security).
+//! * `corporation_ticker` / `alliance_ticker` (on the victim and every attacker) are optional
+//!   additions to v1: omitted while unknown, so old payloads and old readers are unaffected.
+//!   A player corporation's or alliance's missing ticker counts as a pending name.
 //! * `ship_class` is a lowercase string from the SDE's class table (`frigate`, `cruiser`,
 //!   `capsule`, `structure`, …; `other` when unclassified).
 //! * Attackers are sorted deterministically: final blow first, then by damage (descending),
@@ -101,6 +104,14 @@ pub struct Affiliation {
     pub alliance_name: Option<String>,
     pub faction_id: Option<i64>,
     pub faction_name: Option<String>,
+    /// The corporation's ticker (`GEWNS`), when known. Added after v1 (absent in older
+    /// payloads, omitted while unknown); resolved like the names, so a missing ticker makes
+    /// the killmail `names_pending` and arrives with a later revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corporation_ticker: Option<String>,
+    /// The alliance's ticker (`CONDI`), when known; see `corporation_ticker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alliance_ticker: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -317,6 +328,19 @@ mod tests {
         ev.attackers.clear();
         ev.attacker_count = 0;
         assert!(Envelope::wrap(&ev, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn tickers_are_optional_and_round_trip() {
+        let mut ev = sample();
+        ev.attackers[0].who.corporation_ticker = Some("SNUFF".into());
+        ev.attackers[0].who.alliance_ticker = Some("-SNUF".into());
+        let json = serde_json::to_string(&ev).unwrap();
+        assert!(json.contains(r#""corporation_ticker":"SNUFF","alliance_ticker":"-SNUF""#));
+        let back: KillmailEnriched = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ev);
+        // Unknown tickers are omitted: the v1 golden form is unchanged.
+        assert!(!GOLDEN_V1.contains("ticker"));
     }
 
     #[test]

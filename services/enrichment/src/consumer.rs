@@ -279,7 +279,9 @@ impl Enricher {
                         zkb: p.input.zkb.as_ref(),
                         source: p.input.source,
                     };
-                    domain::enrich(input, catalog)
+                    let mut e = domain::enrich(input, catalog);
+                    self.knowledge.tickers.fill(&mut e, now);
+                    e
                 })
                 .collect()
         })

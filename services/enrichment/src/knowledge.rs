@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::domain::{Catalog, ExtraSystem, ExtraType, Missing, NameBook, NameState};
 use crate::store::{EnrichmentStore, NameEntry};
+use crate::tickers::Tickers;
 
 /// `esi_cache` kinds.
 pub mod kind {
@@ -119,6 +120,8 @@ pub struct Knowledge {
     /// One ESI lookup at a time.
     esi_slot: Arc<Semaphore>,
     pub stats: KnowledgeStats,
+    /// Corporation and alliance tickers (their own ESI slot).
+    pub tickers: Arc<Tickers>,
 }
 
 /// Entries the in-process name map may hold before it is cleared (memory bound).
@@ -132,7 +135,14 @@ impl Knowledge {
         esi: Option<EsiClient>,
         ttls: Ttls,
     ) -> Self {
+        let tickers = Arc::new(Tickers::new(
+            sde,
+            Arc::clone(&store),
+            esi.clone(),
+            ttls.clone(),
+        ));
         Self {
+            tickers,
             sde,
             store,
             cache,
@@ -157,6 +167,7 @@ impl Knowledge {
 
     /// Loads what earlier runs learnt (types, systems, prices) from the database.
     pub async fn load(&self, now: i64) -> anyhow::Result<()> {
+        self.tickers.load(now).await?;
         for (id, body) in self.store.cache_all(kind::TYPE, now).await? {
             let value: Option<ExtraType> = serde_json::from_str(&body).unwrap_or(None);
             self.types.write().insert(id, value);
@@ -221,6 +232,21 @@ impl Knowledge {
     /// With [`EsiWait::Skip`] (the consumer) a lookup already in flight means "not now";
     /// with [`EsiWait::Queue`] (the background resolver) it waits for it, within `deadline`.
     pub async fn resolve(
+        self: &Arc<Self>,
+        missing: &Missing,
+        now: i64,
+        deadline: Duration,
+        wait: EsiWait,
+    ) -> bool {
+        // Tickers run beside the names, under the same deadline, on their own slot.
+        let (names, tickers) = tokio::join!(
+            self.resolve_names(missing, now, deadline, wait),
+            self.tickers.resolve(missing, now, deadline, wait),
+        );
+        names && tickers
+    }
+
+    async fn resolve_names(
         self: &Arc<Self>,
         missing: &Missing,
         now: i64,

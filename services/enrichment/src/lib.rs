@@ -10,6 +10,8 @@
 //! * [`domain`]: the pure enrichment function (no IO, no clock).
 //! * [`knowledge`]: names, ESI-fallback types/systems and prices, behind memory → cache →
 //!   database → ESI layers with deadlines.
+//! * [`tickers`]: corporation and alliance tickers (memory → database → ESI, bundled for the
+//!   offline demo).
 //! * [`consumer`]: the batch pipeline, the background name resolver and re-enrichment.
 //! * [`store`]: the `EnrichmentStore` trait and its SQL implementation.
 //! * [`api`]: `GET /killmails/{id}`, `GET /killmails?ids=`, `GET /status`.
@@ -24,6 +26,7 @@ pub mod consumer;
 pub mod domain;
 pub mod knowledge;
 pub mod store;
+pub mod tickers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +118,9 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
             bundled_names::snapshot(),
             ctx.clock.now().timestamp_millis(),
         );
+        knowledge
+            .tickers
+            .seed(tickers::bundled(), ctx.clock.now().timestamp_millis());
     }
     let enricher = Arc::new(Enricher::new(
         Arc::clone(&knowledge),

@@ -7,6 +7,7 @@
 //! * `idempotency`: redeliveries change nothing; updates bump the revision.
 //! * `prices`: the live-mode price refresh and its stored copy.
 //! * `store_suite`: the store on SQLite and (when configured) PostgreSQL.
+//! * `tickers`: corporation and alliance tickers from ESI, stored, and late tickers.
 //! * `api` and `service`: the HTTP API and `start()` end to end on the embedded bus.
 
 mod helpers;
@@ -18,3 +19,4 @@ mod prices;
 mod real_data;
 mod service;
 mod store_suite;
+mod tickers;

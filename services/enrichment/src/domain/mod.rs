@@ -24,7 +24,9 @@ pub use catalog::{Catalog, ExtraSystem, ExtraType, NameBook, NameState};
 /// The version of the enrichment rules. Bump it when the output of [`enrich`] changes for
 /// the same input: stored rows with an older version are re-enriched (and re-published) in
 /// the background. A change of the static data bundle does the same through its own version.
-pub const RULES_VERSION: u32 = 1;
+///
+/// 2: corporation and alliance tickers (filled after `enrich` by `crate::tickers`).
+pub const RULES_VERSION: u32 = 2;
 
 /// What a killmail needs from the world, as the ingestion event carries it.
 #[derive(Clone, Copy, Debug)]
@@ -44,17 +46,27 @@ pub struct Missing {
     pub types: BTreeSet<i64>,
     /// Solar systems (`GET /universe/systems/{id}`).
     pub systems: BTreeSet<i64>,
+    /// Player corporations whose ticker is unknown (`GET /corporations/{id}`; see `crate::tickers`).
+    pub corporation_tickers: BTreeSet<i64>,
+    /// Alliances whose ticker is unknown (`GET /alliances/{id}`).
+    pub alliance_tickers: BTreeSet<i64>,
 }
 
 impl Missing {
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.types.is_empty() && self.systems.is_empty()
+        self.names.is_empty()
+            && self.types.is_empty()
+            && self.systems.is_empty()
+            && self.corporation_tickers.is_empty()
+            && self.alliance_tickers.is_empty()
     }
 
     pub fn extend(&mut self, other: &Missing) {
         self.names.extend(&other.names);
         self.types.extend(&other.types);
         self.systems.extend(&other.systems);
+        self.corporation_tickers.extend(&other.corporation_tickers);
+        self.alliance_tickers.extend(&other.alliance_tickers);
     }
 }
 
@@ -288,6 +300,8 @@ fn affiliation(
         faction_name: faction_id
             .and_then(|f| catalog.sde.faction(f))
             .map(|f| f.name.clone()),
+        // Tickers are filled after `enrich` by `crate::tickers`.
+        ..Affiliation::default()
     }
 }
 
