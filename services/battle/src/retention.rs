@@ -268,10 +268,10 @@ impl Retention {
                 .await
                 .ok()
                 .and_then(|r| r.first().map(|r| r.started_at));
-            if due(self.clock.now(), at, last) {
-                if let Err(e) = run(&self.db, &*self.clock, &self.config, &shutdown).await {
-                    tracing::warn!(error = %e, "battle retention run failed");
-                }
+            if due(self.clock.now(), at, last)
+                && let Err(e) = run(&self.db, &*self.clock, &self.config, &shutdown).await
+            {
+                tracing::warn!(error = %e, "battle retention run failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}

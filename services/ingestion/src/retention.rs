@@ -242,10 +242,10 @@ impl Retention {
                 .await
                 .ok()
                 .and_then(|r| r.first().map(|r| r.started_at));
-            if due(ctx.clock.now(), at, last) {
-                if let Err(e) = run(&ctx, &self.config, &shutdown).await {
-                    tracing::warn!(error = %e, "retention run failed");
-                }
+            if due(ctx.clock.now(), at, last)
+                && let Err(e) = run(&ctx, &self.config, &shutdown).await
+            {
+                tracing::warn!(error = %e, "retention run failed");
             }
             if !pause(Duration::from_secs(60), &shutdown).await {
                 return;

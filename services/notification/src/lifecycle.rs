@@ -268,11 +268,10 @@ impl Retention {
                 .ok()
                 .and_then(|r| r.first().map(|r| r.started_at));
             let due = now.hour() * 60 + now.minute() >= at && last.is_none_or(|t| t < today_at);
-            if due {
-                if let Err(e) = run_retention(&self.db, &*self.clock, &self.config, &shutdown).await
-                {
-                    tracing::warn!(error = %e, "notification retention failed");
-                }
+            if due
+                && let Err(e) = run_retention(&self.db, &*self.clock, &self.config, &shutdown).await
+            {
+                tracing::warn!(error = %e, "notification retention failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
