@@ -119,12 +119,15 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
             .run(ctx.shutdown.clone()),
     );
     handle.spawn(Arc::clone(&battles).run_background(ctx.shutdown.clone()));
-    let retention = retention::Retention {
-        db: db.clone(),
-        clock: Arc::clone(&ctx.clock),
-        config: ctx.config.lifecycle.clone(),
-    };
-    handle.spawn(retention.run(ctx.shutdown.clone()));
+    // Never scheduled offline: the demo's bundled fights are years old (the API still runs it).
+    if !ctx.offline {
+        let retention = retention::Retention {
+            db: db.clone(),
+            clock: Arc::clone(&ctx.clock),
+            config: ctx.config.lifecycle.clone(),
+        };
+        handle.spawn(retention.run(ctx.shutdown.clone()));
+    }
     Ok(handle)
 }
 

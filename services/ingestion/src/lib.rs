@@ -93,10 +93,14 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         };
         handle.spawn(verifier.run(Arc::clone(&ingest), ctx.shutdown.clone()));
     }
-    let retention = retention::Retention {
-        config: ctx.config.lifecycle.clone(),
-    };
-    handle.spawn(retention.run(Arc::clone(&ingest), ctx.shutdown.clone()));
+    // The scheduled retention never runs offline: the demo's bundled sample fights are years
+    // old and would be due at once (`POST /retention/run` still works).
+    if !ctx.offline {
+        let retention = retention::Retention {
+            config: ctx.config.lifecycle.clone(),
+        };
+        handle.spawn(retention.run(Arc::clone(&ingest), ctx.shutdown.clone()));
+    }
     let runner = BackfillRunner {
         upstreams: upstreams.clone(),
         registry,
