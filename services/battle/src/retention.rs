@@ -69,7 +69,8 @@ pub fn cutoff(now: DateTime<Utc>, months: u32) -> Option<DateTime<Utc>> {
 /// Pure: is a daily run due at `now`, given the last run's start?
 pub fn due(now: DateTime<Utc>, at_minute: u32, last_started: Option<DateTime<Utc>>) -> bool {
     use chrono::Timelike as _;
-    if now.hour() * 60 + now.minute() < at_minute {
+    let minute = now.hour() * 60 + now.minute();
+    if minute < at_minute {
         return false;
     }
     let today_at = now
@@ -77,7 +78,9 @@ pub fn due(now: DateTime<Utc>, at_minute: u32, last_started: Option<DateTime<Utc
         .and_hms_opt(at_minute / 60, at_minute % 60, 0)
         .unwrap_or_default()
         .and_utc();
-    last_started.is_none_or(|t| t < today_at)
+    // Only inside the two hours after the configured time: a process started later in the
+    // day waits for tomorrow instead of deleting at start-up.
+    minute < at_minute + 120 && last_started.is_none_or(|t| t < today_at)
 }
 
 async fn save(db: &Database, r: &RetentionRun) -> anyhow::Result<()> {

@@ -68,7 +68,9 @@ pub fn due(now: DateTime<Utc>, at_minute: u32, last_started: Option<DateTime<Utc
         .and_hms_opt(at_minute / 60, at_minute % 60, 0)
         .unwrap_or_default()
         .and_utc();
-    last_started.is_none_or(|t| t < today_at)
+    // Only inside the two hours after the configured time: a process started later in the
+    // day waits for tomorrow instead of deleting at start-up.
+    minute < at_minute + 120 && last_started.is_none_or(|t| t < today_at)
 }
 
 async fn save(db: &Database, r: &RetentionRun) -> anyhow::Result<()> {
@@ -273,6 +275,10 @@ mod tests {
             120,
             Some(t("2026-12-01T02:00:10Z"))
         ));
+        assert!(
+            !due(t("2026-12-01T05:00:00Z"), 120, None),
+            "a late start waits for tomorrow"
+        );
         assert_eq!(cutoff(t("2026-12-01T00:00:00Z"), 0), None);
         assert_eq!(
             cutoff(t("2026-12-01T00:00:00Z"), 60),

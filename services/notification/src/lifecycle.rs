@@ -267,7 +267,9 @@ impl Retention {
                 .await
                 .ok()
                 .and_then(|r| r.first().map(|r| r.started_at));
-            let due = now.hour() * 60 + now.minute() >= at && last.is_none_or(|t| t < today_at);
+            let minute = now.hour() * 60 + now.minute();
+            // Only in the two hours after the configured time (no deletion at start-up).
+            let due = minute >= at && minute < at + 120 && last.is_none_or(|t| t < today_at);
             if due
                 && let Err(e) = run_retention(&self.db, &*self.clock, &self.config, &shutdown).await
             {
