@@ -22,6 +22,7 @@ pub mod api;
 pub mod auth;
 pub mod clients;
 pub mod intel;
+pub mod lifecycle;
 pub mod model;
 pub mod openapi;
 pub mod pages;
@@ -54,6 +55,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(lifecycle::routes())
         .merge(pages::routes())
         .with_state(state)
 }

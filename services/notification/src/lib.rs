@@ -152,11 +152,14 @@ pub async fn start_with(
             async move { lifecycle::forget(&db, &batch, &rejected).await.map(|_| ()) }
         },
     ));
-    let retention = lifecycle::Retention {
-        db,
-        clock: Arc::clone(&ctx.clock),
-        config: ctx.config.lifecycle.clone(),
-    };
-    handle.spawn(retention.run(ctx.shutdown.clone()));
+    // Never scheduled offline (the demo), like the other services; the API still runs it.
+    if !ctx.offline {
+        let retention = lifecycle::Retention {
+            db,
+            clock: Arc::clone(&ctx.clock),
+            config: ctx.config.lifecycle.clone(),
+        };
+        handle.spawn(retention.run(ctx.shutdown.clone()));
+    }
     Ok(handle)
 }

@@ -68,6 +68,8 @@ pub struct DashboardPage {
     pub lag: String,
     pub active: Vec<BattleLine>,
     pub recent: Vec<FeedItem>,
+    /// Verification, gaps and retention runs (`/api/lifecycle`).
+    pub lifecycle: crate::lifecycle::Panel,
 }
 
 impl DashboardPage {
@@ -85,11 +87,12 @@ pub async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Res
         limit: Some(10),
         ..FeedFilter::default()
     };
-    let (health, stats, active, recent) = tokio::join!(
+    let (health, stats, active, recent, lifecycle) = tokio::join!(
         state.upstreams.health(),
         gather_stats(&state),
         state.upstreams.battles("status=active&limit=10"),
         crate::api::feed(&state, &filter),
+        crate::lifecycle::gather(&state.upstreams),
     );
     let active = match active {
         Ok(p) => p.battles.iter().map(|b| battle_line(&state, b)).collect(),
@@ -109,6 +112,7 @@ pub async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Res
         stats,
         active,
         recent: recent.unwrap_or_default(),
+        lifecycle: crate::lifecycle::Panel::from(&lifecycle),
     })
 }
 
