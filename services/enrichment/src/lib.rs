@@ -46,7 +46,7 @@ pub use store::{EnrichmentStore, SqlEnrichmentStore};
 
 /// The service's schema and the outbox, for `battlescope migrate`.
 pub const MIGRATIONS: &[MigrationSet] = &[
-    bs_store::migrations!("enrichment", [(1, "init")]),
+    bs_store::migrations!("enrichment", [(1, "init"), (2, "lifecycle")]),
     bs_store::outbox::MIGRATIONS,
 ];
 
