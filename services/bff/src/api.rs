@@ -28,6 +28,7 @@ use crate::{AppState, view};
 pub const ROUTES: &[&str] = &[
     "/api/stats",
     "/api/health",
+    "/api/lifecycle",
     "/api/killmails/recent",
     "/api/killmails/{id}",
     "/api/battles",

@@ -129,6 +129,7 @@ pub fn document() -> Value {
         "servers": [{ "url": "/" }],
         "paths": {
             "/api/stats": op("Totals for the dashboard", "status", vec![], ok("totals", json!({ "$ref": "#/components/schemas/Stats" }))),
+            "/api/lifecycle": op("Data lifecycle: last verification per day, gaps, retention and re-clustering runs (per service; unavailable ones listed)", "status", vec![], ok("lifecycle", json!({ "type": "object", "required": ["verification", "gaps", "retention_runs", "recluster_runs", "unavailable"] }))),
             "/api/health": op("Health of every service", "status", vec![], ok("per-service health", obj(json!({
                 "status": { "type": "string", "enum": ["ok", "degraded"] },
                 "services": { "type": "array", "items": obj(json!({
