@@ -25,6 +25,7 @@ pub mod bundled_names;
 pub mod consumer;
 pub mod domain;
 pub mod knowledge;
+pub mod retention;
 pub mod store;
 pub mod tickers;
 
@@ -138,6 +139,12 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         store: Arc::clone(&store),
         clock: Arc::clone(&ctx.clock),
     });
+    let router = router.merge(retention::router(retention::LifecycleState {
+        db: db.clone(),
+        clock: Arc::clone(&ctx.clock),
+        config: ctx.config.lifecycle.clone(),
+        shutdown: ctx.shutdown.clone(),
+    }));
     let mut handle = ServiceHandle::new(ServiceName::Enrichment, router)
         .with_check(Arc::new(DatabaseCheck(db.clone())))
         .with_check(Arc::new(BusCheck(Arc::clone(&ctx.bus))));
@@ -153,8 +160,18 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         },
     ));
     handle.spawn(
-        bs_store::outbox::OutboxRelay::new(db, Arc::clone(&ctx.bus)).run(ctx.shutdown.clone()),
+        bs_store::outbox::OutboxRelay::new(db.clone(), Arc::clone(&ctx.bus))
+            .run(ctx.shutdown.clone()),
     );
+    // Never scheduled offline: the demo's bundled fights are years old.
+    if !ctx.offline {
+        let retention = retention::Retention {
+            db,
+            clock: Arc::clone(&ctx.clock),
+            config: ctx.config.lifecycle.clone(),
+        };
+        handle.spawn(retention.run(ctx.shutdown.clone()));
+    }
     handle.spawn(Arc::clone(&enricher).run_background(ctx.shutdown.clone()));
     if !ctx.offline && ctx.config.enrichment.refresh_prices {
         handle.spawn(refresh_prices_daily(

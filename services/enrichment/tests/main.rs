@@ -17,6 +17,7 @@ mod faults;
 mod idempotency;
 mod prices;
 mod real_data;
+mod retention;
 mod service;
 mod store_suite;
 mod tickers;
