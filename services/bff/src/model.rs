@@ -27,6 +27,9 @@ pub struct BattleRow {
     pub one_sided: bool,
     pub sides: Vec<SideSummary>,
     pub revision: u64,
+    /// Aligned with `system_ids` / `region_ids`; `None` where the battle service has no name.
+    pub system_names: Vec<Option<String>>,
+    pub region_names: Vec<Option<String>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -40,6 +43,30 @@ pub struct SideSummary {
     pub isk_lost: f64,
     pub alliance_ids: Vec<i64>,
     pub corporation_ids: Vec<i64>,
+    /// Aligned with `alliance_ids` / `corporation_ids`; `None` where the name is unknown.
+    pub alliance_names: Vec<Option<String>>,
+    pub corporation_names: Vec<Option<String>>,
+}
+
+impl SideSummary {
+    /// The side's main entity: its first alliance, else its first corporation, with the name
+    /// the battle service sent (`None`: unknown) — `(kind, id, name)`.
+    pub fn main_entity(&self) -> Option<(&'static str, i64, Option<&str>)> {
+        if let Some(&a) = self.alliance_ids.first() {
+            return Some((
+                "alliance",
+                a,
+                self.alliance_names.first().and_then(|n| n.as_deref()),
+            ));
+        }
+        self.corporation_ids.first().map(|&c| {
+            (
+                "corporation",
+                c,
+                self.corporation_names.first().and_then(|n| n.as_deref()),
+            )
+        })
+    }
 }
 
 /// `GET /battles` of the battle service.
@@ -88,6 +115,7 @@ impl Report {
             .get(kind)
             .and_then(|m| m.get(&id.to_string()))
             .map(String::as_str)
+            .filter(|n| !n.is_empty())
     }
 }
 
@@ -96,6 +124,8 @@ impl Report {
 pub struct EntityCount {
     pub id: i64,
     pub pilots: u32,
+    /// Sent inline by the battle service (`None`: unknown).
+    pub name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -125,6 +155,7 @@ pub struct ShipUse {
     pub group_id: i64,
     pub class: String,
     pub lost: bool,
+    pub ship_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -133,6 +164,10 @@ pub struct Participant {
     pub character_id: i64,
     pub corporation_id: Option<i64>,
     pub alliance_id: Option<i64>,
+    /// Names sent inline by the battle service (`None`: unknown).
+    pub character_name: Option<String>,
+    pub corporation_name: Option<String>,
+    pub alliance_name: Option<String>,
     pub side: Option<usize>,
     pub ships: Vec<ShipUse>,
     pub lost: bool,

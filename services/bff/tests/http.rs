@@ -509,3 +509,40 @@ async fn private_installations_ask_the_authentication_service() {
     // The landing page stays public.
     assert_eq!(call_with_cookie(&bff, "/", None).await, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn battles_show_alliance_names_from_the_battle_service_and_link_their_ids() {
+    let w = w().await;
+    // The largest fight (Jorund): its main alliances are named by the battle service, which
+    // took the names from killmail.enriched.
+    let api = json(&w.url("/api/battles?limit=1&sort=kills")).await;
+    let b = &api["battles"][0];
+    let mut named = Vec::new();
+    for side in b["sides"].as_array().unwrap() {
+        let (Some(id), Some(name)) = (
+            side["alliance_ids"].as_array().unwrap().first(),
+            side["alliance_names"].as_array().unwrap().first(),
+        ) else {
+            continue;
+        };
+        named.push((id.as_i64().unwrap(), name.as_str().unwrap().to_owned()));
+    }
+    assert!(
+        named.iter().any(|(_, n)| n == "Goonswarm Federation")
+            && named.iter().any(|(_, n)| n == "Pandemic Horde"),
+        "{named:?}"
+    );
+    let (_, _, html) = get(&w.url("/battles?limit=1&sort=kills")).await;
+    for (id, name) in &named {
+        assert!(
+            html.contains(&format!("<a href=\"/intel/alliances/{id}\">{name}</a>")),
+            "{name} ({id}) is not a named link in the list"
+        );
+        assert!(!html.contains(&format!("Alliance {id}")));
+    }
+    let (_, _, report) = get(&w.url(&format!("/battles/{}", w.largest))).await;
+    assert!(report.contains("Goonswarm Federation") && report.contains("Pandemic Horde"));
+    for (id, _) in &named {
+        assert!(!report.contains(&format!("Alliance {id}")));
+    }
+}

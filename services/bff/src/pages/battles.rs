@@ -25,8 +25,23 @@ pub struct BattleLine {
     pub isk_title: String,
     pub isk_tier: &'static str,
     pub pilots: u32,
-    pub versus: Vec<(String, u32, &'static str)>,
+    pub versus: Vec<Versus>,
     pub active: bool,
+}
+
+/// One side in a list row: its main alliance (else corporation) by name, linked to the
+/// entity page, with the side's pilot count.
+pub struct Versus {
+    pub label: String,
+    pub pilots: u32,
+    pub colour: &'static str,
+    /// The entity page; empty for a side without alliance or corporation.
+    pub href: String,
+}
+
+/// The entity page of an alliance, corporation or character.
+fn entity_href(kind: &str, id: i64) -> String {
+    format!("/intel/{kind}s/{id}")
 }
 
 pub fn battle_line(state: &AppState, b: &BattleRow) -> BattleLine {
@@ -42,22 +57,23 @@ pub fn battle_line(state: &AppState, b: &BattleRow) -> BattleLine {
         .take(3)
         .enumerate()
         .map(|(i, s)| {
-            let label = if let Some(&a) = s.alliance_ids.first() {
-                name_or(
-                    "alliance",
-                    a,
-                    state.upstreams.name("alliance", a).as_deref(),
-                )
-            } else if let Some(&c) = s.corporation_ids.first() {
-                name_or(
-                    "corporation",
-                    c,
-                    state.upstreams.name("corporation", c).as_deref(),
-                )
-            } else {
-                format!("Side {}", i + 1)
+            // The name the battle service sent, else one this BFF has seen, else the id.
+            let (label, href) = match s.main_entity() {
+                Some((kind, id, name)) => {
+                    let seen = state.upstreams.name(kind, id);
+                    (
+                        name_or(kind, id, name.or(seen.as_deref())),
+                        entity_href(kind, id),
+                    )
+                }
+                None => (format!("Side {}", i + 1), String::new()),
             };
-            (label, s.pilots, view::side_colour(i))
+            Versus {
+                label,
+                pilots: s.pilots,
+                colour: view::side_colour(i),
+                href,
+            }
         })
         .collect();
     BattleLine {
@@ -300,26 +316,35 @@ pub struct ReportPage {
     pub img: String,
 }
 
+/// A name the battle service sent inline (`None` when absent or empty).
+fn inline(n: &Option<String>) -> Option<&str> {
+    n.as_deref().filter(|n| !n.is_empty())
+}
+
+/// An alliance's or corporation's name on a report: inline, else the report's name table,
+/// else one this BFF has seen, else the id.
+fn entity_name(state: &AppState, r: &Report, kind: &str, e: &crate::model::EntityCount) -> String {
+    let seen = state.upstreams.name(kind, e.id);
+    name_or(
+        kind,
+        e.id,
+        inline(&e.name).or(r.name(kind, e.id)).or(seen.as_deref()),
+    )
+}
+
 fn side_title(state: &AppState, r: &Report, s: &crate::model::Side) -> String {
     let mut parts: Vec<String> = s
         .alliances
         .iter()
         .take(2)
-        .map(|a| {
-            name_or(
-                "alliance",
-                a.id,
-                r.name("alliance", a.id)
-                    .or(state.upstreams.name("alliance", a.id).as_deref()),
-            )
-        })
+        .map(|a| entity_name(state, r, "alliance", a))
         .collect();
     if parts.is_empty() {
         parts = s
             .corporations
             .iter()
             .take(2)
-            .map(|c| name_or("corporation", c.id, r.name("corporation", c.id)))
+            .map(|c| entity_name(state, r, "corporation", c))
             .collect();
     }
     if parts.is_empty() {
@@ -418,9 +443,9 @@ async fn render_report(
                 .map(|a| {
                     (
                         img.alliance(a.id, 32),
-                        name_or("alliance", a.id, r.name("alliance", a.id)),
+                        entity_name(state, r, "alliance", a),
                         a.pilots,
-                        format!("/intel/alliances/{}", a.id),
+                        entity_href("alliance", a.id),
                     )
                 })
                 .collect();
@@ -432,9 +457,9 @@ async fn render_report(
                     .map(|c| {
                         (
                             img.corporation(c.id, 32),
-                            name_or("corporation", c.id, r.name("corporation", c.id)),
+                            entity_name(state, r, "corporation", c),
                             c.pilots,
-                            format!("/intel/corporations/{}", c.id),
+                            entity_href("corporation", c.id),
                         )
                     })
                     .collect();
@@ -514,8 +539,8 @@ async fn render_report(
         };
         let mut ships: Vec<String> = Vec::new();
         for s in &p.ships {
-            let n = r
-                .name("type", s.ship_type_id)
+            let n = inline(&s.ship_name)
+                .or(r.name("type", s.ship_type_id))
                 .map_or_else(|| type_name(s.ship_type_id), str::to_owned);
             let n = if s.lost { format!("{n} †") } else { n };
             if !ships.contains(&n) {
@@ -531,16 +556,28 @@ async fn render_report(
             name: name_or(
                 "character",
                 p.character_id,
-                r.name("character", p.character_id),
+                inline(&p.character_name).or(r.name("character", p.character_id)),
             ),
             portrait: img.portrait(p.character_id, 32),
             corp: p
                 .corporation_id
-                .map(|c| name_or("corporation", c, r.name("corporation", c)))
+                .map(|c| {
+                    name_or(
+                        "corporation",
+                        c,
+                        inline(&p.corporation_name).or(r.name("corporation", c)),
+                    )
+                })
                 .unwrap_or_default(),
             alliance: p
                 .alliance_id
-                .map(|a| name_or("alliance", a, r.name("alliance", a)))
+                .map(|a| {
+                    name_or(
+                        "alliance",
+                        a,
+                        inline(&p.alliance_name).or(r.name("alliance", a)),
+                    )
+                })
                 .unwrap_or_default(),
             ships: ships.join(", "),
             lost: p.lost,
