@@ -252,6 +252,7 @@ async fn bench_fanout(n: usize) {
     .await
     .unwrap();
     let router = bs_notification::api::router(bs_notification::api::ApiState {
+        relays: bs_notification::delivery::relay::Relays::new(Arc::clone(&notifier.hub)),
         notifier,
         accounts: Arc::new(Anyone),
         allow: Default::default(),

@@ -6,6 +6,9 @@
 //! * `GET /dead-letters`: the owner's failed webhook deliveries (with the reason)
 //! * `GET /ws`: the account's live matches; `GET /ws/public?filter=<json>`: the anonymous
 //!   public feed (when `notification.public_feed`), optionally filtered.
+//! * `POST /ws/relay` (`{"public": bool, "filter": …}`), `GET|DELETE /ws/relay/{token}`: the
+//!   same streams read by long polls, for the BFF, which serves the browser's socket itself
+//!   (see [`crate::delivery::relay`]).
 //!
 //! Every route but `/ws/public` resolves the account from the `Cookie` header through the
 //! authentication service and requires `notifications`/`view` (each account manages its own
@@ -27,6 +30,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::consumer::Notifier;
+use crate::delivery::relay::Relays;
 use crate::delivery::ws::{Message, QUEUE};
 use crate::domain::{WatchlistSet, filter};
 use crate::ssrf::{self, AllowList};
@@ -79,6 +83,8 @@ pub struct ApiState {
     pub accounts: Arc<dyn Accounts>,
     pub allow: AllowList,
     pub public_url: String,
+    /// Long-poll relays on `notifier.hub`.
+    pub relays: Arc<Relays>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -97,6 +103,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/dead-letters", get(dead_letters))
         .route("/ws", get(ws_user))
         .route("/ws/public", get(ws_public))
+        .route("/ws/relay", post(relay_open))
+        .route("/ws/relay/{token}", get(relay_poll).delete(relay_close))
         .with_state(state)
 }
 
@@ -435,24 +443,84 @@ async fn ws_public(
     if !s.notifier.settings.public_feed {
         return Err(ApiError::NotFound);
     }
-    let compiled = match q.filter {
-        None => None,
-        Some(raw) => {
-            let f: filter::Filter = serde_json::from_str(&raw)
-                .map_err(|e| ApiError::BadRequest(format!("filter: {e}")))?;
-            // Anonymous: no watchlists.
-            Some(Arc::new(
-                filter::compile(&f, &*s.notifier.geo, &HashMap::new())
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-            ))
-        }
-    };
+    let compiled = public_filter(&s, q.filter.as_deref())?;
     let hub = Arc::clone(&s.notifier.hub);
     let (id, rx) = hub.join_public(compiled, QUEUE);
     Ok(small_buffers(upgrade).on_upgrade(move |socket| async move {
         pump(socket, rx).await;
         hub.leave_public(id);
     }))
+}
+
+/// Compiles a public feed filter (JSON text). Anonymous: no watchlists.
+fn public_filter(
+    s: &ApiState,
+    raw: Option<&str>,
+) -> Result<Option<Arc<crate::domain::Compiled>>, ApiError> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let f: filter::Filter =
+        serde_json::from_str(raw).map_err(|e| ApiError::BadRequest(format!("filter: {e}")))?;
+    Ok(Some(Arc::new(
+        filter::compile(&f, &*s.notifier.geo, &HashMap::new())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    )))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RelayOpen {
+    /// The anonymous public feed instead of the caller's stream.
+    public: bool,
+    /// The public feed's filter (a JSON filter object).
+    filter: Option<filter::Filter>,
+}
+
+/// Opens a relay: the caller's stream (cookie, like `/ws`) or the public feed. The BFF
+/// checks the browser's `Origin` before it gets here.
+async fn relay_open(
+    State(s): State<ApiState>,
+    h: HeaderMap,
+    body: Option<Json<RelayOpen>>,
+) -> Result<Response, ApiError> {
+    let open = body.map(|Json(b)| b).unwrap_or_default();
+    let token = if open.public {
+        if !s.notifier.settings.public_feed {
+            return Err(ApiError::NotFound);
+        }
+        let raw = open
+            .filter
+            .map(|f| serde_json::to_string(&f).unwrap_or_default());
+        let compiled = public_filter(&s, raw.as_deref())?;
+        s.relays.open_public(compiled, QUEUE)
+    } else {
+        let a = account(&s, &h).await?;
+        s.relays.open_account(&a, QUEUE)
+    };
+    Ok((StatusCode::CREATED, Json(json!({ "token": token }))).into_response())
+}
+
+#[derive(Deserialize)]
+struct PollQuery {
+    wait_ms: Option<u64>,
+}
+
+/// Up to `wait_ms` (≤ 8 s) for messages: `{"messages": ["<json>", …], "closed": bool}`.
+async fn relay_poll(
+    State(s): State<ApiState>,
+    Path(token): Path<String>,
+    Query(q): Query<PollQuery>,
+) -> Response {
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(5_000));
+    let batch = s.relays.poll(&token, wait).await;
+    let messages: Vec<&str> = batch.messages.iter().map(AsRef::as_ref).collect();
+    Json(json!({ "messages": messages, "closed": batch.closed })).into_response()
+}
+
+async fn relay_close(State(s): State<ApiState>, Path(token): Path<String>) -> Response {
+    s.relays.close(&token);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// Clients only send control frames, so the default 128 KiB read buffer per connection

@@ -42,7 +42,10 @@ pub use delivery::ws::Hub;
 pub use store::{NotificationStore, SqlNotificationStore};
 
 /// The service's schema.
-pub const MIGRATIONS: &[MigrationSet] = &[bs_store::migrations!("notification", [(1, "init"), (2, "lifecycle")])];
+pub const MIGRATIONS: &[MigrationSet] = &[bs_store::migrations!(
+    "notification",
+    [(1, "init"), (2, "lifecycle")]
+)];
 
 /// The consumer group.
 pub const CONSUMER_GROUP: &str = "notification";
@@ -108,6 +111,7 @@ pub async fn start_with(
         accounts,
         allow: allow.clone(),
         public_url: ctx.config.public_url.clone(),
+        relays: delivery::relay::Relays::new(Arc::clone(&notifier.hub)),
     });
     let router = router.merge(lifecycle::router(lifecycle::LifecycleState {
         db: db.clone(),

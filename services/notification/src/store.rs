@@ -48,6 +48,22 @@ pub struct Webhook {
     pub enabled: bool,
     /// Why the service disabled it (401/403/404), for its owner.
     pub disabled_reason: Option<String>,
+    /// Delivery status for its owner (filled by the owner's reads, zero in the matcher).
+    #[serde(default)]
+    pub status: WebhookStatus,
+}
+
+/// How a webhook's deliveries went: counts by state and the most recent error.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebhookStatus {
+    pub delivered: u64,
+    pub pending: u64,
+    /// Dead-lettered after the final failure (see `GET /dead-letters`).
+    pub failed: u64,
+    /// The error of the latest delivery that had one (it may have succeeded since).
+    pub last_error: Option<String>,
+    /// When the latest delivery finished (sent or dead-lettered).
+    pub last_done_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -281,7 +297,62 @@ impl SqlNotificationStore {
                     kind: WebhookKind::parse(&h.try_get::<String, _>(3)?),
                     enabled: h.try_get::<i64, _>(4)? != 0,
                     disabled_reason: h.try_get(5)?,
+                    status: WebhookStatus::default(),
                 });
+            }
+        }
+        Ok(subs)
+    }
+
+    /// Fills each webhook's [`WebhookStatus`] (the owner's reads only: the matcher's reload
+    /// does not need it).
+    async fn with_status(&self, mut subs: Vec<Subscription>) -> StoreResult<Vec<Subscription>> {
+        let ids: Vec<i64> = subs
+            .iter()
+            .flat_map(|s| s.webhooks.iter().map(|w| w.id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(subs);
+        }
+        // The ids are our own integers, so inlining them is safe and keeps one SQL text for
+        // both engines (no array binds).
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let counts = sqlx::query(bs_store::dynamic_sql(format!(
+            "SELECT webhook_id, state, CAST(COUNT(*) AS BIGINT), CAST(MAX(COALESCE(done_ms, 0)) AS BIGINT) \
+             FROM deliveries WHERE webhook_id IN ({list}) GROUP BY webhook_id, state"
+        )))
+        .fetch_all(self.db.pool())
+        .await?;
+        let errors = sqlx::query(bs_store::dynamic_sql(format!(
+            "SELECT webhook_id, last_error FROM deliveries WHERE id IN \
+             (SELECT MAX(id) FROM deliveries WHERE webhook_id IN ({list}) AND last_error IS NOT NULL GROUP BY webhook_id)"
+        )))
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut status: std::collections::HashMap<i64, WebhookStatus> =
+            std::collections::HashMap::new();
+        for r in counts {
+            let st = status.entry(r.try_get(0)?).or_default();
+            let state: String = r.try_get(1)?;
+            let n = u64::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0);
+            let done: i64 = r.try_get(3)?;
+            match state.as_str() {
+                "pending" => st.pending = n,
+                "sent" => st.delivered = n,
+                _ => st.failed = n,
+            }
+            if done > 0 && st.last_done_at.is_none_or(|t| ms(t) < done) {
+                st.last_done_at = Some(from_millis(done));
+            }
+        }
+        for r in errors {
+            status.entry(r.try_get(0)?).or_default().last_error = r.try_get(1)?;
+        }
+        for s in &mut subs {
+            for w in &mut s.webhooks {
+                if let Some(st) = status.remove(&w.id) {
+                    w.status = st;
+                }
             }
         }
         Ok(subs)
@@ -380,7 +451,8 @@ impl NotificationStore for SqlNotificationStore {
         .bind(account.to_owned())
         .fetch_all(self.db.pool())
         .await?;
-        self.hydrate(rows).await
+        let subs = self.hydrate(rows).await?;
+        self.with_status(subs).await
     }
 
     async fn get_subscription(&self, account: &str, id: i64) -> StoreResult<Option<Subscription>> {
@@ -391,7 +463,8 @@ impl NotificationStore for SqlNotificationStore {
         .bind(id)
         .fetch_all(self.db.pool())
         .await?;
-        Ok(self.hydrate(rows).await?.into_iter().next())
+        let subs = self.hydrate(rows).await?;
+        Ok(self.with_status(subs).await?.into_iter().next())
     }
 
     async fn update_subscription(

@@ -1,6 +1,7 @@
 //! The one integration-test binary of bs-notification.
 
 mod helpers;
+mod kill9;
 mod lifecycle;
 mod matching;
 mod service;

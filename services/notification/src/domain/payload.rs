@@ -42,6 +42,18 @@ fn name(n: &Option<String>, id: Option<i64>) -> String {
     }
 }
 
+/// Security status as the game displays it: one decimal, and anything above 0.0 but below
+/// 0.05 shows as 0.1 (it is still low-sec).
+fn security_display(sec: Option<f64>) -> Option<f64> {
+    sec.map(|s| {
+        if s > 0.0 && s < 0.05 {
+            0.1
+        } else {
+            (s * 10.0).round() / 10.0
+        }
+    })
+}
+
 /// The summary of a killmail notification.
 pub fn killmail_summary(km: &KillmailEnriched) -> Value {
     let fb = km.final_blow();
@@ -54,13 +66,18 @@ pub fn killmail_summary(km: &KillmailEnriched) -> Value {
         "system": km.system.name,
         "region": km.system.region_name,
         "security_type": km.system.security_type,
+        // The rounded security the game shows (the UI colours it).
+        "security": security_display(km.system.security_status),
         "victim": {
             "character_id": km.victim.who.character_id,
             "character": km.victim.who.character_name,
             "corporation_id": km.victim.who.corporation_id,
+            "corporation": km.victim.who.corporation_name,
             "alliance_id": km.victim.who.alliance_id,
+            "alliance": km.victim.who.alliance_name,
             "ship_type_id": km.victim.ship.type_id,
             "ship": km.victim.ship.type_name,
+            "ship_class": km.victim.ship.class,
         },
         "final_blow": fb.map(|a| json!({
             "character_id": a.who.character_id, "character": a.who.character_name,
