@@ -81,11 +81,15 @@ impl Database {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // Checkpoints normally run in the background (see `checkpointer`); a
+                    // committing writer checkpoints itself only when that falls behind.
+                    conn.execute("PRAGMA wal_autocheckpoint = 4000").await?;
                     Ok(())
                 })
             })
             .connect_with(options)
             .await?;
+        tokio::spawn(checkpointer(pool.clone()));
         Ok(Self {
             pool,
             backend: Backend::Sqlite,
@@ -169,6 +173,37 @@ impl Database {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// How often the background checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Runs WAL checkpoints on a connection of its own until the pool closes.
+///
+/// Why: with SQLite's default, the transaction whose commit crosses 1000 WAL pages
+/// copies them into the database file and fsyncs both files before returning, so
+/// a bulk writer stalls on disk IO every few MB. Checkpointing from here moves that
+/// IO to another connection (each has its own worker thread), overlapping it with the
+/// writer's next transaction. Durability is unchanged: it is the same PASSIVE
+/// checkpoint SQLite would run (WAL synced before the copy, database synced after),
+/// and the writer's own auto-checkpoint (at 4000 pages) still bounds the WAL if this
+/// falls behind. A PASSIVE checkpoint never waits for readers or writers.
+async fn checkpointer(pool: AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        // Only when a connection is free: a busy pool means writers need them more.
+        let Some(mut conn) = pool.try_acquire() else {
+            continue;
+        };
+        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::debug!(error = %e, "background checkpoint failed; retrying");
+        }
     }
 }
 

@@ -263,3 +263,75 @@ async fn outbox_publishes_committed_events_in_order_and_only_those() {
         assert_eq!(relay.relay_once().await.unwrap(), 0);
     }
 }
+
+/// Large payloads are stored compressed and published byte for byte as enqueued; many
+/// rows at once keep their order; `envelope_json` writes what `Envelope` would.
+#[tokio::test]
+async fn outbox_compresses_large_payloads_and_publishes_them_unchanged() {
+    for (db, _dir) in databases().await {
+        db.migrate(&[outbox::MIGRATIONS]).await.unwrap();
+        let bus = Arc::new(RecordingBus::default());
+        let relay = outbox::OutboxRelay::new(db.clone(), bus.clone());
+        let time = chrono::DateTime::from_timestamp(1_638_000_000, 0).unwrap();
+        let big = serde_json::json!({
+            "attackers": (0..200).map(|i| serde_json::json!({"character_id": 90_000_000 + i, "damage_done": i}))
+                .collect::<Vec<_>>(),
+            "name": "quote \" and unicode ✓",
+        });
+        let big_json = serde_json::to_string(&big).unwrap();
+        let jsons: Vec<String> = (0..250)
+            .map(|i| {
+                let payload = if i % 2 == 0 {
+                    big_json.clone()
+                } else {
+                    format!("{{\"n\":{i}}}")
+                };
+                outbox::envelope_json("killmail.enriched", 1, time, &i.to_string(), &payload)
+            })
+            .collect();
+        let rows: Vec<outbox::OutboxRow> = jsons
+            .iter()
+            .enumerate()
+            .map(|(i, j)| outbox::OutboxRow {
+                topic: "killmail.enriched".into(),
+                key: i.to_string(),
+                created_at: time.timestamp_millis(),
+                payload: outbox::Payload::encode(j.clone()),
+            })
+            .collect();
+        assert!(matches!(rows[0].payload, outbox::Payload::Zstd(_)));
+        assert!(rows[0].payload.stored_len() * 3 < jsons[0].len());
+        assert!(matches!(rows[1].payload, outbox::Payload::Text(_)));
+        assert_eq!(rows[0].payload.decode().unwrap(), jsons[0]);
+
+        let mut tx = db.begin().await.unwrap();
+        outbox::enqueue_rows(&mut tx, &rows).await.unwrap();
+        tx.commit().await.unwrap();
+        let (compressed,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE payload_zstd IS NOT NULL")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(compressed, 125);
+        let peeked = outbox::peek(&db, 1000).await.unwrap();
+        assert_eq!(
+            peeked.iter().map(|p| p.2.clone()).collect::<Vec<_>>(),
+            jsons
+        );
+
+        assert_eq!(relay.relay_once().await.unwrap(), 250);
+        let published = bus.published.lock().clone();
+        for (i, (topic, record)) in published.iter().enumerate() {
+            assert_eq!(topic, "killmail.enriched");
+            assert_eq!(record.key, i.to_string());
+            assert_eq!(record.payload.as_ref(), jsons[i].as_bytes());
+            let env = bs_events::Envelope::from_bytes(&record.payload).unwrap();
+            assert_eq!(
+                (env.time, env.key.as_str(), env.version),
+                (time, record.key.as_str(), 1)
+            );
+        }
+        let env = bs_events::Envelope::from_bytes(&published[0].1.payload).unwrap();
+        assert_eq!(env.payload, big);
+    }
+}

@@ -25,6 +25,27 @@ use bs_store::{Database, StoreTarget};
 
 const BATCH: usize = 500;
 
+/// CPU seconds (user + system) this process used so far: on a shared machine the
+/// wall-clock rate depends on the other load, CPU per killmail much less.
+fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat (after the parenthesised name) are utime
+    // and stime in clock ticks (100 per second on Linux).
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(") ")?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .map_or(0.0, |ticks| ticks / 100.0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn week_files() -> Vec<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let shared = std::env::var_os("BATTLESCOPE_SHARED_DATA")
@@ -185,16 +206,21 @@ async fn main() {
     let warm_store = Arc::new(SqlEnrichmentStore::new(warm_db.clone()));
     let warm = Enricher::new(knowledge.clone(), warm_store, clock.clone(), settings);
     let before: u64 = fake.stats().requests.values().sum();
+    let cpu = cpu_seconds();
     let t = Instant::now();
     for chunk in events.chunks(BATCH) {
         warm.handle_events(chunk.to_vec()).await.unwrap();
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     let after: u64 = fake.stats().requests.values().sum();
     println!(
-        "warm pipeline (sqlite, rows + outbox): {n} killmails in {secs:.2}s = {:.0} killmails/s; esi requests {}",
+        "warm pipeline (sqlite, rows + outbox): {n} killmails in {secs:.2}s = {:.0} killmails/s; {cpu:.1} CPU s = {:.0} \
+         killmails per CPU s; esi requests {}; load average {}",
         n as f64 / secs,
-        after - before
+        n as f64 / cpu.max(0.01),
+        after - before,
+        load_average()
     );
     let sizes: (f64, f64, f64) = bs_store::sqlx::query_as(
         "SELECT CAST(AVG(LENGTH(payload)) AS DOUBLE PRECISION), CAST(AVG(LENGTH(attacker_data)) AS DOUBLE PRECISION), \
@@ -204,7 +230,7 @@ async fn main() {
     .await
     .unwrap();
     let (outbox,): (f64,) = bs_store::sqlx::query_as(
-        "SELECT CAST(AVG(LENGTH(payload)) AS DOUBLE PRECISION) FROM outbox",
+        "SELECT CAST(AVG(LENGTH(payload) + COALESCE(LENGTH(payload_zstd), 0)) AS DOUBLE PRECISION) FROM outbox",
     )
     .fetch_one(warm_db.pool())
     .await

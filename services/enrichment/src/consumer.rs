@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bs_bus::Delivery;
 use bs_domain::{Killmail, KillmailSource, Zkb};
-use bs_events::{Envelope, KillmailEnriched, KillmailIngested};
+use bs_events::{Event as _, KillmailEnriched, KillmailIngested};
 use bs_runtime::Clock;
 use serde::{Deserialize, Serialize};
 
@@ -131,8 +131,7 @@ impl Enricher {
         let mut events = Vec::with_capacity(batch.len());
         let mut rejected = 0u64;
         for d in &batch {
-            match Envelope::from_bytes(&d.payload).and_then(|env| env.decode::<KillmailIngested>())
-            {
+            match decode_ingested(&d.payload) {
                 Ok(ev) => events.push(ev),
                 Err(e) => {
                     rejected += 1;
@@ -214,7 +213,6 @@ impl Enricher {
             self.store.existing(&ids).await?
         };
         let mut rows = Vec::with_capacity(prepared.len());
-        let mut envelopes = Vec::with_capacity(prepared.len());
         let time = self.clock.now();
         for (p, e) in prepared.into_iter().zip(enriched) {
             let mut event = e.event;
@@ -229,23 +227,20 @@ impl Enricher {
             }
             event.revision = old.map_or(0, |o| o.revision + 1);
             // An event that fails its own contract is bad input: counted, never retried
-            // (an error here would stall the consumer group on it forever).
-            let envelope = match Envelope::wrap(&event, time) {
-                Ok(env) => env,
-                Err(e) => {
-                    tracing::warn!(killmail_id = p.killmail_id, error = %e, "rejected enriched killmail");
-                    report.rejected += 1;
-                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-            };
+            // (an error here would stall the consumer group on it forever). The store
+            // serialises the event once, for its row and its envelope.
+            if let Err(e) = event.validate() {
+                tracing::warn!(killmail_id = p.killmail_id, error = %e, "rejected enriched killmail");
+                report.rejected += 1;
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if event.names_pending {
                 report.pending += 1;
             }
             if old.is_some() {
                 self.stats.updates_published.fetch_add(1, Ordering::Relaxed);
             }
-            envelopes.push(envelope);
             rows.push(EnrichedRow {
                 event,
                 input_hash: p.input_hash,
@@ -254,9 +249,9 @@ impl Enricher {
                 now,
             });
         }
-        self.store.write(&rows, &envelopes).await?;
+        self.store.write(&rows, time).await?;
         self.write_generation.fetch_add(1, Ordering::AcqRel);
-        report.published = envelopes.len();
+        report.published = rows.len();
         self.stats
             .published
             .fetch_add(report.published as u64, Ordering::Relaxed);
@@ -376,7 +371,6 @@ impl Enricher {
         let sde_version = self.sde_version().to_owned();
         let time = self.clock.now();
         let mut rows = Vec::new();
-        let mut envelopes = Vec::new();
         for (p, e) in prepared.into_iter().zip(enriched) {
             let (Some((revision, payload)), Some(current)) =
                 (old.get(&p.killmail_id), existing.get(&p.killmail_id))
@@ -395,15 +389,14 @@ impl Enricher {
                 continue;
             }
             event.revision = revision + 1;
-            let Ok(envelope) = Envelope::wrap(&event, time) else {
+            if event.validate().is_err() {
                 // Cannot happen for a row that was published before; never stall on it.
                 tracing::warn!(
                     killmail_id = p.killmail_id,
                     "re-enriched killmail failed validation"
                 );
                 continue;
-            };
-            envelopes.push(envelope);
+            }
             rows.push(EnrichedRow {
                 event,
                 input_hash: p.input_hash,
@@ -412,15 +405,15 @@ impl Enricher {
                 now,
             });
         }
-        self.store.write(&rows, &envelopes).await?;
+        self.store.write(&rows, time).await?;
         self.write_generation.fetch_add(1, Ordering::AcqRel);
         self.stats
             .updates_published
-            .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
         self.stats
             .published
-            .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
-        Ok((envelopes.len(), esi_complete))
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        Ok((rows.len(), esi_complete))
     }
 
     /// The background loop: re-enrich stale rows once, then resolve pending names until
@@ -451,6 +444,44 @@ impl Enricher {
             }
         }
     }
+}
+
+/// The envelope with its payload left as text, so the killmail is parsed once, straight
+/// into its type (`Envelope::from_bytes` + `decode` builds a JSON tree, clones it and
+/// converts it: most of the cost of a delivery). Same checks as `Envelope::decode`.
+#[derive(Deserialize)]
+struct WireEnvelope<'a> {
+    #[allow(dead_code)]
+    id: serde::de::IgnoredAny,
+    #[serde(rename = "type")]
+    event_type: std::borrow::Cow<'a, str>,
+    version: u32,
+    #[allow(dead_code)]
+    time: chrono::DateTime<chrono::Utc>,
+    #[allow(dead_code)]
+    key: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
+}
+
+fn decode_ingested(bytes: &[u8]) -> Result<KillmailIngested, bs_events::EventError> {
+    use bs_events::EventError;
+    let env: WireEnvelope<'_> =
+        serde_json::from_slice(bytes).map_err(|e| EventError::Malformed(e.to_string()))?;
+    if env.event_type != KillmailIngested::TOPIC {
+        return Err(EventError::WrongType {
+            expected: KillmailIngested::TOPIC,
+            actual: env.event_type.into_owned(),
+        });
+    }
+    if env.version > KillmailIngested::VERSION {
+        return Err(EventError::UnsupportedVersion {
+            event_type: env.event_type.into_owned(),
+            version: env.version,
+            supported: KillmailIngested::VERSION,
+        });
+    }
+    serde_json::from_str(env.payload.get()).map_err(|e| EventError::Invalid(e.to_string()))
 }
 
 fn prepare(ev: KillmailIngested) -> Prepared {

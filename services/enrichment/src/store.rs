@@ -10,9 +10,11 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use bs_events::{Envelope, KillmailEnriched};
+use bs_events::{Event, KillmailEnriched};
+use bs_store::outbox::{self, OutboxRow, Payload};
 use bs_store::sqlx::{self, Row};
-use bs_store::{Database, StoreError, StoreResult, dynamic_sql, outbox};
+use bs_store::{Database, StoreError, StoreResult, backend_sql};
+use chrono::{DateTime, Utc};
 
 /// Placeholders per statement; well below SQLite's and PostgreSQL's limits.
 const CHUNK: usize = 500;
@@ -73,8 +75,9 @@ pub struct StoreCounts {
 pub trait EnrichmentStore: Send + Sync + 'static {
     /// What is stored for each of `ids` (absent ids are missing from the map).
     async fn existing(&self, ids: &[i64]) -> StoreResult<HashMap<i64, ExistingRow>>;
-    /// Upserts `rows` and enqueues `events` in one transaction.
-    async fn write(&self, rows: &[EnrichedRow], events: &[Envelope]) -> StoreResult<()>;
+    /// Upserts `rows` and enqueues each row's event as `killmail.enriched` (envelope time
+    /// `published_at`) in one transaction.
+    async fn write(&self, rows: &[EnrichedRow], published_at: DateTime<Utc>) -> StoreResult<()>;
     /// The published payload of a killmail (`KillmailEnriched` JSON).
     async fn payload(&self, killmail_id: i64) -> StoreResult<Option<String>>;
     /// Payloads of many killmails, in no particular order.
@@ -169,9 +172,11 @@ const COLUMNS: &[&str] = &[
     "updated_at",
 ];
 
-/// Rows per upsert statement: fewer statements matter more than anything else for SQLite
-/// throughput; 16 × 41 binds stays far below both backends' parameter limits.
-const ROWS_PER_UPSERT: usize = 16;
+/// Rows per upsert statement. Fewer, larger statements are what SQLite throughput needs;
+/// they are cheap only because [`backend_sql`] gives SQLite positional placeholders
+/// (with `$N` names binding cost grows with the square of the count, which had capped
+/// this at 16). 64 × 41 binds stays far below both backends' parameter limits.
+const ROWS_PER_UPSERT: usize = 64;
 
 /// The multi-row upsert for `rows` rows; `enriched_at` keeps the first enrichment time.
 fn upsert_sql(rows: usize) -> String {
@@ -196,13 +201,50 @@ static UPSERT_FULL: LazyLock<String> = LazyLock::new(|| upsert_sql(ROWS_PER_UPSE
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
-/// Binds one row's 41 values in [`COLUMNS`] order.
-fn bind_row<'q>(q: AnyQuery<'q>, row: &EnrichedRow) -> StoreResult<AnyQuery<'q>> {
+/// A row's serialised parts, made before the transaction starts (CPU work does not hold
+/// the write lock): each event is serialised once, for its column and its envelope.
+struct Encoded {
+    columns: Columns,
+    outbox: OutboxRow,
+}
+
+/// The serialised columns of a row.
+struct Columns {
+    attacker_data: String,
+    payload: String,
+}
+
+fn encode_row(row: &EnrichedRow, published_at: DateTime<Utc>) -> StoreResult<Encoded> {
     let e = &row.event;
-    let v = &e.victim;
     let attacker_data = serde_json::to_string(&e.attackers).map_err(encode)?;
     let payload = serde_json::to_string(e).map_err(encode)?;
-    Ok(q.bind(e.killmail_id)
+    let key = e.key();
+    let envelope = outbox::envelope_json(
+        KillmailEnriched::TOPIC,
+        KillmailEnriched::VERSION,
+        published_at,
+        &key,
+        &payload,
+    );
+    Ok(Encoded {
+        columns: Columns {
+            attacker_data,
+            payload,
+        },
+        outbox: OutboxRow {
+            topic: KillmailEnriched::TOPIC.to_owned(),
+            key,
+            created_at: published_at.timestamp_millis(),
+            payload: Payload::encode(envelope),
+        },
+    })
+}
+
+/// Binds one row's 41 values in [`COLUMNS`] order.
+fn bind_row<'q>(q: AnyQuery<'q>, row: &EnrichedRow, enc: Columns) -> AnyQuery<'q> {
+    let e = &row.event;
+    let v = &e.victim;
+    q.bind(e.killmail_id)
         .bind(e.killmail_time.timestamp_millis())
         .bind(e.hash.clone())
         .bind(e.source.as_str())
@@ -227,7 +269,7 @@ fn bind_row<'q>(q: AnyQuery<'q>, row: &EnrichedRow) -> StoreResult<AnyQuery<'q>>
         .bind(v.who.alliance_name.clone())
         .bind(v.who.faction_id)
         .bind(v.who.faction_name.clone())
-        .bind(attacker_data)
+        .bind(enc.attacker_data)
         .bind(i64::from(e.attacker_count))
         .bind(i64::from(e.pilot_count))
         .bind(e.isk.destroyed)
@@ -239,10 +281,10 @@ fn bind_row<'q>(q: AnyQuery<'q>, row: &EnrichedRow) -> StoreResult<AnyQuery<'q>>
         .bind(row.sde_version.clone())
         .bind(i64::from(e.revision))
         .bind(row.input_hash.clone())
-        .bind(payload)
+        .bind(enc.payload)
         .bind(row.source_event.clone())
         .bind(row.now)
-        .bind(row.now))
+        .bind(row.now)
 }
 
 fn placeholders(n: usize, first: usize) -> String {
@@ -280,7 +322,7 @@ impl EnrichmentStore for SqlEnrichmentStore {
                  FROM enriched_killmails WHERE killmail_id IN ({})",
                 placeholders(chunk.len(), 1)
             );
-            let mut q = sqlx::query(dynamic_sql(sql));
+            let mut q = sqlx::query(backend_sql(self.db.backend(), sql));
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -301,10 +343,19 @@ impl EnrichmentStore for SqlEnrichmentStore {
         Ok(out)
     }
 
-    async fn write(&self, rows: &[EnrichedRow], events: &[Envelope]) -> StoreResult<()> {
-        if rows.is_empty() && events.is_empty() {
+    async fn write(&self, rows: &[EnrichedRow], published_at: DateTime<Utc>) -> StoreResult<()> {
+        if rows.is_empty() {
             return Ok(());
         }
+        let mut columns = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for r in rows {
+            let e = encode_row(r, published_at)?;
+            columns.push(e.columns);
+            events.push(e.outbox);
+        }
+        let backend = self.db.backend();
+        let mut columns = columns.into_iter();
         let mut tx = self.db.begin().await?;
         for chunk in rows.chunks(ROWS_PER_UPSERT) {
             let sql = if chunk.len() == ROWS_PER_UPSERT {
@@ -312,19 +363,15 @@ impl EnrichmentStore for SqlEnrichmentStore {
             } else {
                 upsert_sql(chunk.len())
             };
-            let mut q = sqlx::query(dynamic_sql(sql));
-            for row in chunk {
-                q = bind_row(q, row)?;
+            let mut q = sqlx::query(backend_sql(backend, sql));
+            for (row, enc) in chunk.iter().zip(columns.by_ref()) {
+                q = bind_row(q, row, enc);
             }
             q.execute(&mut *tx).await?;
         }
-        for env in events {
-            outbox::enqueue(&mut tx, env).await?;
-        }
+        outbox::enqueue_rows(&mut tx, &events).await?;
         tx.commit().await?;
-        if !events.is_empty() {
-            self.db.outbox_notify();
-        }
+        self.db.outbox_notify();
         Ok(())
     }
 
@@ -344,7 +391,7 @@ impl EnrichmentStore for SqlEnrichmentStore {
                 "SELECT payload FROM enriched_killmails WHERE killmail_id IN ({})",
                 placeholders(chunk.len(), 1)
             );
-            let mut q = sqlx::query_as::<_, (String,)>(dynamic_sql(sql));
+            let mut q = sqlx::query_as::<_, (String,)>(backend_sql(self.db.backend(), sql));
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -393,9 +440,11 @@ impl EnrichmentStore for SqlEnrichmentStore {
                 "SELECT id, name, category FROM esi_names WHERE expires_at > $1 AND id IN ({})",
                 placeholders(chunk.len(), 2)
             );
-            let mut q =
-                sqlx::query_as::<_, (i64, Option<String>, Option<String>)>(dynamic_sql(sql))
-                    .bind(now);
+            let mut q = sqlx::query_as::<_, (i64, Option<String>, Option<String>)>(backend_sql(
+                self.db.backend(),
+                sql,
+            ))
+            .bind(now);
             for id in chunk {
                 q = q.bind(*id);
             }

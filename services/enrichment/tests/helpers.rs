@@ -162,12 +162,10 @@ pub fn patient() -> PipelineSettings {
 
 /// Every event waiting in the outbox, in publication order.
 pub async fn outbox(db: &Database) -> Vec<KillmailEnriched> {
-    let rows: Vec<(String,)> = bs_store::sqlx::query_as("SELECT payload FROM outbox ORDER BY id")
-        .fetch_all(db.pool())
-        .await
-        .unwrap();
+    // Through bs-store: large payloads are stored compressed.
+    let rows = bs_store::outbox::peek(db, i64::MAX).await.unwrap();
     rows.iter()
-        .map(|(p,)| {
+        .map(|(_, _, p)| {
             Envelope::from_bytes(p.as_bytes())
                 .unwrap()
                 .decode::<KillmailEnriched>()

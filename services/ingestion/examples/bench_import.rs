@@ -26,6 +26,27 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) this process used so far: on a shared machine the
+/// wall-clock rate depends on the other load, CPU per killmail much less.
+fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat (after the parenthesised name) are utime
+    // and stime in clock ticks (100 per second on Linux).
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(") ")?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .map_or(0.0, |ticks| ticks / 100.0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn week_files() -> Vec<PathBuf> {
     let args: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
     if !args.is_empty() {
@@ -71,18 +92,25 @@ async fn run(label: &str, target: bs_store::StoreTarget, files: &[PathBuf]) -> a
     db.migrate(&[bs_store::outbox::MIGRATIONS, bs_ingestion::MIGRATIONS])
         .await?;
     let store = bs_ingestion::SqlIngestionStore::new(db.clone());
+    let cpu = cpu_seconds();
     let first = import(&store, files).await?;
+    let first_cpu = cpu_seconds() - cpu;
     println!(
-        "{label}: {} killmails, {} new in {:.2} s = {:.0} killmails/s (peak RSS so far {:.0} MiB)",
+        "{label}: {} killmails, {} new in {:.2} s = {:.0} killmails/s; {first_cpu:.1} CPU s = {:.0} killmails per CPU s \
+         (peak RSS so far {:.0} MiB; load average {})",
         first.read,
         first.new,
         first.seconds,
         first.killmails_per_second(),
-        peak_rss_mib()
+        first.read as f64 / first_cpu.max(0.01),
+        peak_rss_mib(),
+        load_average()
     );
+    let cpu = cpu_seconds();
     let again = import(&store, files).await?;
+    let again_cpu = cpu_seconds() - cpu;
     println!(
-        "{label} re-import: {} read, {} new, {} duplicate in {:.2} s = {:.0} killmails/s",
+        "{label} re-import: {} read, {} new, {} duplicate in {:.2} s = {:.0} killmails/s; {again_cpu:.1} CPU s",
         again.read,
         again.new,
         again.duplicate,

@@ -124,14 +124,16 @@ impl Pipeline {
             raw_data.as_bytes(),
             zkb_json.as_deref().unwrap_or("").as_bytes(),
         ]);
-        let new_event = Some(new_event_json(
+        // Serialised and compressed here, on the preparing thread, so the writer
+        // only binds it.
+        let new_event = Some(bs_store::outbox::Payload::encode(new_event_json(
             &doc.killmail,
             &raw_data,
             &hash,
             zkb_json.as_deref(),
             source,
             now,
-        ));
+        )));
         Prepared::Accept(Box::new(NewKillmail {
             new_event,
             r2z2_sequence: doc.sequence_id,
@@ -228,8 +230,10 @@ mod tests {
         let Prepared::Accept(k) = p.prepare(REAL.as_bytes(), KillmailSource::R2z2, now) else {
             panic!("accepted")
         };
-        let env =
-            bs_events::Envelope::from_bytes(k.new_event.as_ref().unwrap().as_bytes()).unwrap();
+        let env = bs_events::Envelope::from_bytes(
+            k.new_event.as_ref().unwrap().decode().unwrap().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(env.event_type, "killmail.ingested");
         assert_eq!(env.key, "96977835");
         assert_eq!(env.time, now);

@@ -14,7 +14,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use async_trait::async_trait;
 use bs_domain::{Killmail, KillmailSource, Zkb};
 use bs_events::KillmailIngested;
-use bs_store::{Database, StoreError, StoreResult, dynamic_sql, from_millis, to_millis};
+use bs_store::outbox::{OutboxRow, Payload};
+use bs_store::{
+    Database, StoreError, StoreResult, backend_sql, dynamic_sql, from_millis, to_millis,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::AnyConnection;
@@ -35,9 +38,10 @@ pub struct NewKillmail {
     pub content_hash: String,
     pub r2z2_sequence: Option<i64>,
     pub backfill_job_id: Option<String>,
-    /// The `killmail.ingested` envelope announcing it as new, serialised by the
-    /// pipeline (on the reader thread, reusing `raw_data`), used if it is inserted.
-    pub new_event: Option<String>,
+    /// The `killmail.ingested` envelope announcing it as new, serialised and
+    /// compressed by the pipeline (on the reader thread, reusing `raw_data`), used
+    /// if it is inserted.
+    pub new_event: Option<Payload>,
 }
 
 /// A rejected document.
@@ -202,12 +206,13 @@ pub struct SqlIngestionStore {
 const KM_COLUMNS: &str = "killmail_id, hash, system_id, occurred_at, victim_alliance_id, attacker_alliance_ids, isk_value, \
      zkb_url, raw_data, zkb, source, r2z2_sequence, backfill_job_id, content_hash, fetched_at, processed_at, updated_at";
 const KM_PARAMS: usize = 17;
-/// Bound parameters per statement. SQLite (through sqlx) resolves `$N` names in
-/// time quadratic in the parameter count, so its statements stay small; PostgreSQL
-/// takes large multi-row statements happily.
+/// Bound parameters per statement. Large multi-row statements are the cheap way
+/// to write on both backends; on SQLite they are cheap only through
+/// [`backend_sql`] (positional `?` placeholders: with `$N` names, binding costs
+/// grow with the square of the count, which had capped this at 100).
 fn max_params(backend: bs_store::Backend) -> usize {
     match backend {
-        bs_store::Backend::Sqlite => 100,
+        bs_store::Backend::Sqlite => 2000,
         bs_store::Backend::Postgres => 8000,
     }
 }
@@ -286,7 +291,7 @@ impl SqlIngestionStore {
                 "INSERT INTO killmail_events ({KM_COLUMNS}) VALUES {} ON CONFLICT (killmail_id) DO NOTHING RETURNING killmail_id",
                 placeholders(chunk.len(), KM_PARAMS)
             );
-            let mut q = sqlx::query_as::<_, (i64,)>(dynamic_sql(sql));
+            let mut q = sqlx::query_as::<_, (i64,)>(backend_sql(backend, sql));
             for k in chunk {
                 let km = &k.killmail;
                 q = q
@@ -318,29 +323,6 @@ impl SqlIngestionStore {
         Ok(inserted)
     }
 
-    async fn enqueue(
-        backend: bs_store::Backend,
-        conn: &mut AnyConnection,
-        events: &[OutboxEvent],
-    ) -> StoreResult<()> {
-        for chunk in events.chunks(rows_per(backend, 4)) {
-            let sql = format!(
-                "INSERT INTO outbox (topic, event_key, payload, created_at) VALUES {}",
-                placeholders(chunk.len(), 4)
-            );
-            let mut q = sqlx::query(dynamic_sql(sql));
-            for e in chunk {
-                q = q
-                    .bind(e.topic)
-                    .bind(e.key.clone())
-                    .bind(e.payload.clone())
-                    .bind(e.time.timestamp_millis());
-            }
-            q.execute(&mut *conn).await?;
-        }
-        Ok(())
-    }
-
     async fn add_counter(conn: &mut AnyConnection, name: &str, by: i64) -> StoreResult<()> {
         if by == 0 {
             return Ok(());
@@ -369,7 +351,7 @@ impl SqlIngestionStore {
                  ON CONFLICT (fingerprint) DO NOTHING",
                 placeholders(chunk.len(), 7)
             );
-            let mut q = sqlx::query(dynamic_sql(sql));
+            let mut q = sqlx::query(backend_sql(backend, sql));
             for r in chunk {
                 q = q
                     .bind(r.fingerprint.clone())
@@ -384,14 +366,6 @@ impl SqlIngestionStore {
         }
         Ok(n)
     }
-}
-
-/// The envelope fields the outbox row needs.
-pub(crate) struct OutboxEvent {
-    topic: &'static str,
-    key: String,
-    time: DateTime<Utc>,
-    payload: String,
 }
 
 /// `killmail.ingested` as written by `Envelope`, serialised straight from borrowed
@@ -419,17 +393,17 @@ struct WireIngested<'a> {
     is_update: bool,
 }
 
-fn event(k: &NewKillmail, now: DateTime<Utc>, is_update: bool) -> StoreResult<OutboxEvent> {
+fn event(k: &NewKillmail, now: DateTime<Utc>, is_update: bool) -> StoreResult<OutboxRow> {
     use bs_events::Event as _;
     if k.killmail.killmail_id <= 0 || k.killmail.attackers.is_empty() {
         return Err(other("an invalid killmail reached the outbox"));
     }
     let key = k.killmail.killmail_id.to_string();
     if let (false, Some(payload)) = (is_update, &k.new_event) {
-        return Ok(OutboxEvent {
-            topic: KillmailIngested::TOPIC,
+        return Ok(OutboxRow {
+            topic: KillmailIngested::TOPIC.to_owned(),
             key,
-            time: now,
+            created_at: to_millis(now),
             payload: payload.clone(),
         });
     }
@@ -449,11 +423,11 @@ fn event(k: &NewKillmail, now: DateTime<Utc>, is_update: bool) -> StoreResult<Ou
         },
     };
     let payload = serde_json::to_string(&wire).map_err(other)?;
-    Ok(OutboxEvent {
-        topic: KillmailIngested::TOPIC,
+    Ok(OutboxRow {
+        topic: KillmailIngested::TOPIC.to_owned(),
         key,
-        time: now,
-        payload,
+        created_at: to_millis(now),
+        payload: Payload::encode(payload),
     })
 }
 
@@ -568,7 +542,8 @@ impl IngestionStore for SqlIngestionStore {
                         .collect::<Vec<_>>()
                         .join(",")
                 );
-                let mut q = sqlx::query_as::<_, (i64, String, String)>(dynamic_sql(sql));
+                let mut q =
+                    sqlx::query_as::<_, (i64, String, String)>(backend_sql(self.db.backend(), sql));
                 for k in chunk {
                     q = q.bind(k.killmail.killmail_id);
                 }
@@ -612,7 +587,7 @@ impl IngestionStore for SqlIngestionStore {
                 }
             }
         }
-        Self::enqueue(self.db.backend(), &mut tx, &events).await?;
+        bs_store::outbox::enqueue_rows(&mut tx, &events).await?;
         outcome.rejects_new =
             Self::insert_rejects(self.db.backend(), &mut tx, &rejects, now_ms).await?;
         for g in &batch.gaps {
@@ -681,16 +656,21 @@ impl IngestionStore for SqlIngestionStore {
     async fn known_ids(&self, ids: &[i64]) -> StoreResult<HashSet<i64>> {
         let mut out = HashSet::new();
         for chunk in ids.chunks(rows_per(self.db.backend(), 2)) {
-            let list = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(",");
+            // Each id bound twice (numbers used once each, so SQLite binds by position).
+            let list = |from: usize| {
+                (from..from + chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
             let sql = format!(
-                "SELECT killmail_id FROM killmail_events WHERE killmail_id IN ({list}) \
-                 UNION SELECT killmail_id FROM ingest_rejects WHERE killmail_id IN ({list})"
+                "SELECT killmail_id FROM killmail_events WHERE killmail_id IN ({}) \
+                 UNION SELECT killmail_id FROM ingest_rejects WHERE killmail_id IN ({})",
+                list(1),
+                list(chunk.len() + 1)
             );
-            let mut q = sqlx::query_as::<_, (i64,)>(dynamic_sql(sql));
-            for id in chunk {
+            let mut q = sqlx::query_as::<_, (i64,)>(backend_sql(self.db.backend(), sql));
+            for id in chunk.iter().chain(chunk) {
                 q = q.bind(*id);
             }
             for (id,) in q.fetch_all(self.db.pool()).await? {

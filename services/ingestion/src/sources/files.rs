@@ -6,9 +6,11 @@
 //! package) or JSON arrays of documents (zKillboard API responses); EVE Ref
 //! tarballs (`.tar.bz2`, `.tar`); and folders of any of these, recursively.
 //!
-//! A reader thread decompresses and prepares documents (parse, validate,
-//! ruleset) in chunks of 1000 while the async side stores the previous chunk
-//! in one transaction each, so parsing and SQLite writing use both cores.
+//! A reader thread decompresses and splits documents into chunks of 1000;
+//! preparing threads (one per core: parse, validate, ruleset, serialise and
+//! compress the event) take the chunks in turn, and the async side stores them,
+//! in input order, one transaction each. Parsing was the import's bottleneck
+//! once the writes got cheap, so it runs on every core while SQLite writes.
 //! Every write is deduplicated, so importing the same file twice adds nothing,
 //! and a killed import loses at most the chunk in flight (re-run it).
 
@@ -135,11 +137,14 @@ struct Chunk {
     prepared: Vec<Prepared>,
 }
 
+/// Documents as read, before preparing.
+type RawChunk = Vec<Vec<u8>>;
+
 struct Reader<'a> {
-    pipeline: &'a Pipeline,
-    now: DateTime<Utc>,
-    tx: &'a mpsc::Sender<Chunk>,
-    buf: Vec<Prepared>,
+    /// One channel per preparing thread; chunk `n` goes to `workers[n % len]`.
+    workers: &'a [std::sync::mpsc::SyncSender<RawChunk>],
+    sent: usize,
+    buf: RawChunk,
 }
 
 impl Reader<'_> {
@@ -147,8 +152,7 @@ impl Reader<'_> {
         if doc.trim_ascii().is_empty() {
             return Ok(());
         }
-        self.buf
-            .push(self.pipeline.prepare(doc, KillmailSource::File, self.now));
+        self.buf.push(doc.to_vec());
         if self.buf.len() >= CHUNK {
             self.flush()?;
         }
@@ -159,11 +163,11 @@ impl Reader<'_> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Chunk {
-            prepared: std::mem::take(&mut self.buf),
-        };
-        self.tx
-            .blocking_send(chunk)
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let worker = &self.workers[self.sent % self.workers.len()];
+        self.sent += 1;
+        worker
+            .send(chunk)
             .map_err(|_| std::io::Error::other("import writer stopped"))
     }
 
@@ -239,14 +243,36 @@ pub async fn import_into(
     if let Some(b) = &bar {
         b.set_length(total);
     }
-    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
+    // Reader → preparing threads (round robin) → writer, which takes their outputs in
+    // the same round robin, so chunks are stored in input order.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+    let mut to_workers = Vec::with_capacity(threads);
+    let mut from_workers = Vec::with_capacity(threads);
+    let mut workers = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<RawChunk>(2);
+        let (tx, rx) = mpsc::channel::<Chunk>(2);
+        to_workers.push(raw_tx);
+        from_workers.push(rx);
+        let pipeline = Arc::clone(&pipeline);
+        workers.push(tokio::task::spawn_blocking(move || {
+            for raw in raw_rx {
+                let prepared = raw
+                    .iter()
+                    .map(|doc| pipeline.prepare(doc, KillmailSource::File, now))
+                    .collect();
+                if tx.blocking_send(Chunk { prepared }).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
     let reader_counter = Arc::clone(&counter);
     let reader_files = files.clone();
     let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut r = Reader {
-            pipeline: &pipeline,
-            now,
-            tx: &tx,
+            workers: &to_workers,
+            sent: 0,
             buf: Vec::with_capacity(CHUNK),
         };
         for f in &reader_files {
@@ -267,7 +293,9 @@ pub async fn import_into(
         files: files.len() as u64,
         ..ImportSummary::default()
     };
-    while let Some(chunk) = rx.recv().await {
+    let mut next = 0;
+    while let Some(chunk) = from_workers[next % threads].recv().await {
+        next += 1;
         summary.read += chunk.prepared.len() as u64;
         let mut prepared = chunk.prepared;
         if prepared
@@ -312,6 +340,9 @@ pub async fn import_into(
         tally(&mut summary, done??);
     }
     reader.await??;
+    for w in workers {
+        w.await?;
+    }
     if let Some(b) = &bar {
         b.finish_with_message(format!("{} read, {} new", summary.read, summary.new));
     }

@@ -1,0 +1,2 @@
+-- Large payloads are stored zstd-compressed here (payload is then ''): see bs_store::outbox::Payload.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS payload_zstd BYTEA;
