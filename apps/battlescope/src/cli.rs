@@ -66,6 +66,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Battle maintenance.
+    Battles {
+        #[command(subcommand)]
+        command: BattlesCommand,
+    },
     /// Search index maintenance.
     Search {
         #[command(subcommand)]
@@ -94,6 +99,23 @@ pub enum AuthCommand {
         /// Print a fresh key entry to put first in `auth.token_keys`, and change nothing.
         #[arg(long)]
         generate: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BattlesCommand {
+    /// Rebuild the battles of a time range from the stored killmails with the current settings:
+    /// unchanged battles keep their ids, merged ones redirect, manual side overrides stay.
+    Recluster {
+        /// Start: YYYY-MM-DD (UTC) or RFC 3339.
+        #[arg(long)]
+        from: String,
+        /// End: YYYY-MM-DD (UTC, the whole day) or RFC 3339.
+        #[arg(long)]
+        to: String,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -162,6 +184,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Battles {
+            command: BattlesCommand::Recluster { from, to, dry_run },
+        } => {
+            let parse = |s: &str, end| {
+                bs_battle::lifecycle::parse_bound(s, end).map_err(anyhow::Error::msg)
+            };
+            let (from, to) = (parse(&from, false)?, parse(&to, true)?);
+            let report = bs_battle::recluster_range(&config()?, from, to, dry_run).await?;
+            print!("{}", recluster_summary(&report));
+            Ok(())
+        }
         Command::Search {
             command: SearchCommand::Reindex,
         } => {
@@ -175,6 +208,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::run(config()?, args).await,
         Command::Migrate { service } => crate::topology::migrate(config()?, service).await,
     }
+}
+
+/// The human summary of a re-clustering (what changed, or would with `--dry-run`).
+fn recluster_summary(r: &bs_battle::recluster::Report) -> String {
+    use std::fmt::Write as _;
+    let p = &r.plan;
+    let mut out = String::new();
+    let verb = if r.dry_run { "would change" } else { "changed" };
+    let _ = writeln!(
+        out,
+        "{} .. {}: {} killmails, {} battles kept; {verb}: {} changed, {} created, {} merged, {} deleted",
+        r.from,
+        r.to,
+        p.kills,
+        p.kept.len(),
+        p.changed.len(),
+        p.created.len(),
+        p.merged.len(),
+        p.deleted.len()
+    );
+    for c in &p.changed {
+        let _ = writeln!(
+            out,
+            "  changed {}: {} -> {} kills (+{} -{})",
+            c.battle_id, c.kills_before, c.kills_after, c.added, c.removed
+        );
+    }
+    for c in &p.created {
+        let _ = writeln!(out, "  created {}: {} kills", c.battle_id, c.kills_after);
+    }
+    for (absorbed, survivor) in &p.merged {
+        let _ = writeln!(out, "  merged {absorbed} into {survivor} (redirects)");
+    }
+    for b in &p.deleted {
+        let _ = writeln!(out, "  deleted {b}");
+    }
+    out
 }
 
 fn sde_import(config: &Config, path: &std::path::Path) -> anyhow::Result<()> {

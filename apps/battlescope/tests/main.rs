@@ -1,6 +1,7 @@
 //! End-to-end tests of the `battlescope` binary: it is started as a real
 //! process, exactly as an operator would start it.
 mod bench;
+mod lifecycle;
 mod split;
 
 use std::process::{Child, Command, Stdio};

@@ -4,6 +4,7 @@
 //! * ingestion: the last verified day, the latest verification of recent days (expected,
 //!   stored, repaired, still missing), queued days and gaps; its retention runs;
 //! * battle: retention runs and re-clustering runs;
+//! * enrichment: retention runs of the enriched killmails;
 //! * notification: retention runs of the history.
 //!
 //! A service that is down or not deployed is listed in `unavailable` and the rest is still
@@ -91,9 +92,10 @@ fn rules_of(service: &str, v: Option<&Value>, out: &mut std::collections::BTreeM
     }
 }
 
-/// Pure: the document from the three services' answers (`None`: unavailable).
+/// Pure: the document from the services' answers (`Err`: unavailable, with the reason).
 pub fn combine(
     ingestion: Result<Value, String>,
+    enrichment: Result<Value, String>,
     battle: Result<Value, String>,
     notification: Result<Value, String>,
 ) -> Lifecycle {
@@ -136,6 +138,14 @@ pub fn combine(
         }
         Err(e) => out.unavailable.push(format!("ingestion: {e}")),
     }
+    match enrichment {
+        Ok(v) => {
+            out.retention_runs
+                .extend(runs_of("enrichment", v.get("retention_runs")));
+            rules_of("enrichment", v.get("rules"), &mut out.retention_rules);
+        }
+        Err(e) => out.unavailable.push(format!("enrichment: {e}")),
+    }
     match battle {
         Ok(v) => {
             out.retention_runs
@@ -158,7 +168,7 @@ pub fn combine(
     out
 }
 
-/// Reads the three services (concurrently) and combines their documents.
+/// Reads the services (concurrently) and combines their documents.
 pub async fn gather(upstreams: &Upstreams) -> Lifecycle {
     let get = |s: ServiceName| async move {
         upstreams
@@ -166,12 +176,13 @@ pub async fn gather(upstreams: &Upstreams) -> Lifecycle {
             .await
             .map_err(|e| e.to_string())
     };
-    let (i, b, n) = tokio::join!(
+    let (i, e, b, n) = tokio::join!(
         get(ServiceName::Ingestion),
+        get(ServiceName::Enrichment),
         get(ServiceName::Battle),
         get(ServiceName::Notification)
     );
-    combine(i, b, n)
+    combine(i, e, b, n)
 }
 
 async fn lifecycle(State(state): State<AppState>) -> Json<Lifecycle> {
@@ -251,7 +262,8 @@ mod tests {
             "retention": {"rules": {"raw_killmails": 60}, "runs": [{"kind": "raw_killmails", "started_at": "2026-12-01T02:00:00Z", "deleted": 5, "status": "completed"}]}
         });
         let bat = json!({"rules": {"battles": 60}, "retention_runs": [{"kind": "battles", "started_at": "2026-12-01T02:00:01Z", "deleted": 1, "status": "completed"}], "recluster_runs": []});
-        let l = combine(Ok(ing), Ok(bat), Err("not deployed".into()));
+        let enr = json!({"rules": {"enriched_killmails": 60}, "retention_runs": []});
+        let l = combine(Ok(ing), Ok(enr), Ok(bat), Err("not deployed".into()));
         assert_eq!(l.last_verified_day.as_deref(), Some("2021-11-30"));
         assert_eq!(l.verification[0].repaired, 2);
         assert_eq!(l.gaps, vec!["2021-11-29"]);
@@ -264,6 +276,7 @@ mod tests {
             vec![("battle", 1), ("ingestion", 5)]
         );
         assert_eq!(l.retention_rules["ingestion.raw_killmails"], 60);
+        assert_eq!(l.retention_rules["enrichment.enriched_killmails"], 60);
         assert_eq!(l.unavailable, vec!["notification: not deployed"]);
         let p = Panel::from(&l);
         assert_eq!(p.days.len(), 1);
