@@ -15,12 +15,16 @@
 //! * older revisions of a killmail or a battle are ignored; an equal revision is re-applied
 //!   (that is how a retried batch re-emits its documents).
 //!
-//! Deliberate simplifications: the mirror lives in memory (it is rebuilt by
-//! `battlescope search reindex`, which replays the bus), so after a restart the counters
-//! restart from what the process sees; tickers are not on any event, so `ticker` is empty
-//! for player corporations and alliances (NPC corporations get theirs from the SDE).
+//! The mirror is persisted: every batch's [`Changes`] carry a [`StateDelta`] (the touched
+//! entities, killmail revisions and battles) that the service writes to its own database
+//! before the documents (see `crate::store`), and [`Indexer::restore`] loads it at start, so a
+//! restart keeps the activity ranking and a killmail seen before the restart is not counted
+//! again. Tickers come from `killmail.enriched` (`corporation_ticker`, `alliance_ticker`,
+//! filled by enrichment, possibly in a later revision); NPC corporations fall back to the SDE.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
 
 use bs_events::{
     Affiliation, BattleSnapshot, BattleStatus, Envelope, KillmailEnriched, battle, topics,
@@ -35,7 +39,7 @@ use bs_search_index::{
 const SHIP_CATEGORY: i64 = 6;
 
 /// The kinds of entity the mirror tracks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EntityKind {
     Character,
     Corporation,
@@ -56,6 +60,29 @@ impl EntityKind {
         }
     }
 
+    /// The stored code of the kind (`search_entities.kind`).
+    pub fn code(self) -> i64 {
+        match self {
+            EntityKind::Character => 1,
+            EntityKind::Corporation => 2,
+            EntityKind::Alliance => 3,
+            EntityKind::System => 4,
+            EntityKind::ShipType => 5,
+        }
+    }
+
+    /// The inverse of [`EntityKind::code`].
+    pub fn from_code(code: i64) -> Option<EntityKind> {
+        Some(match code {
+            1 => EntityKind::Character,
+            2 => EntityKind::Corporation,
+            3 => EntityKind::Alliance,
+            4 => EntityKind::System,
+            5 => EntityKind::ShipType,
+            _ => return None,
+        })
+    }
+
     /// The kind stored in `collection`, if it is an entity collection.
     pub fn of(collection: Collection) -> Option<EntityKind> {
         Some(match collection {
@@ -71,10 +98,14 @@ impl EntityKind {
 
 pub type EntityKey = (EntityKind, i64);
 
-/// What the mirror knows about one entity.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the mirror knows about one entity (stored as JSON in `search_entities.body`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Entity {
     pub name: Option<String>,
+    /// Corporations and alliances: the ticker, as the latest killmail carrying one said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticker: Option<String>,
     /// Characters: their corporation; corporations: none.
     pub corp_id: Option<i64>,
     /// Characters and corporations: their alliance (as of the latest killmail seen).
@@ -139,6 +170,35 @@ pub struct Changes {
     dirty: BTreeSet<EntityKey>,
     /// Battles whose document must be re-rendered (names of their alliances changed).
     dirty_battles: BTreeSet<i64>,
+    /// Mirror state touched by the batch, to persist ([`Changes::state`]).
+    touched_entities: BTreeSet<EntityKey>,
+    touched_killmails: BTreeSet<i64>,
+    touched_battles: BTreeSet<i64>,
+    state: StateDelta,
+}
+
+/// A battle's persisted mirror state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BattleState {
+    pub battle_id: i64,
+    pub revision: u64,
+    /// `None` once merged or deleted (then `revision` guards against late older updates).
+    pub live: Option<(BattleSnapshot, Vec<EntityKey>)>,
+}
+
+/// The mirror rows one batch changed (written by the service before its documents).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDelta {
+    pub entities: Vec<(EntityKey, Entity)>,
+    /// `(killmail_id, revision)`.
+    pub killmails: Vec<(i64, u32)>,
+    pub battles: Vec<BattleState>,
+}
+
+impl StateDelta {
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty() && self.killmails.is_empty() && self.battles.is_empty()
+    }
 }
 
 impl Changes {
@@ -166,6 +226,11 @@ impl Changes {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.dirty.is_empty() && self.dirty_battles.is_empty()
+    }
+
+    /// The mirror rows to persist (filled by [`Indexer::finish`]).
+    pub fn state(&self) -> &StateDelta {
+        &self.state
     }
 }
 
@@ -199,6 +264,31 @@ impl Indexer {
         }
     }
 
+    /// Loads a persisted mirror (at start, before the first batch).
+    pub fn restore(
+        &mut self,
+        entities: impl IntoIterator<Item = (EntityKey, Entity)>,
+        killmails: impl IntoIterator<Item = (i64, u32)>,
+        battles: impl IntoIterator<Item = BattleState>,
+    ) {
+        self.entities.extend(entities);
+        self.killmail_revisions.extend(killmails);
+        for b in battles {
+            match b.live {
+                Some((snapshot, members)) => {
+                    self.gone_battles.remove(&b.battle_id);
+                    self.battle_members.insert(b.battle_id, members);
+                    self.battles.insert(b.battle_id, snapshot);
+                }
+                None => {
+                    self.battles.remove(&b.battle_id);
+                    self.battle_members.remove(&b.battle_id);
+                    self.gone_battles.insert(b.battle_id, b.revision);
+                }
+            }
+        }
+    }
+
     /// The mirror's view of an entity.
     pub fn entity(&self, kind: EntityKind, id: i64) -> Option<&Entity> {
         self.entities.get(&(kind, id))
@@ -226,6 +316,23 @@ impl Indexer {
     }
 
     fn learn(&mut self, who: &Affiliation, changes: &mut Changes) {
+        for (kind, id, ticker) in [
+            (
+                EntityKind::Corporation,
+                who.corporation_id,
+                &who.corporation_ticker,
+            ),
+            (EntityKind::Alliance, who.alliance_id, &who.alliance_ticker),
+        ] {
+            if let (Some(id), Some(t)) = (id.filter(|&i| i > 0), ticker.as_ref())
+                && !t.trim().is_empty()
+            {
+                let e = self.entities.entry((kind, id)).or_default();
+                if e.ticker.as_deref() != Some(t) {
+                    e.ticker = Some(t.clone());
+                }
+            }
+        }
         let mut name = |kind: EntityKind, id: Option<i64>, n: &Option<String>| {
             let Some(id) = id.filter(|&i| i > 0) else {
                 return;
@@ -274,6 +381,7 @@ impl Indexer {
             None => true,
         };
         self.killmail_revisions.insert(id, km.revision);
+        changes.touched_killmails.insert(id);
         let when = ts(km.killmail_time);
 
         self.learn(&km.victim.who, changes);
@@ -377,6 +485,7 @@ impl Indexer {
         self.battle_members.insert(id, members);
         self.battles.insert(id, b.clone());
         changes.dirty_battles.insert(id);
+        changes.touched_battles.insert(id);
     }
 
     /// Removes a merged or deleted battle: its document and its counter contributions.
@@ -390,16 +499,47 @@ impl Indexer {
         self.battles.remove(&id);
         self.gone_battles.insert(id, revision);
         changes.dirty_battles.remove(&id);
+        changes.touched_battles.insert(id);
         changes.delete(Collection::Battles, id.to_string());
     }
 
     /// Renders every document the batch touched (entities after all their counter changes).
     pub fn finish(&self, mut changes: Changes, now: i64) -> Changes {
         for key in std::mem::take(&mut changes.dirty) {
+            changes.touched_entities.insert(key);
             if let Some(doc) = self.render_entity(key, now) {
                 changes.upsert(doc);
             }
         }
+        let mut state = StateDelta::default();
+        for key in std::mem::take(&mut changes.touched_entities) {
+            if let Some(e) = self.entities.get(&key) {
+                state.entities.push((key, e.clone()));
+            }
+        }
+        for id in std::mem::take(&mut changes.touched_killmails) {
+            if let Some(&rev) = self.killmail_revisions.get(&id) {
+                state.killmails.push((id, rev));
+            }
+        }
+        for id in std::mem::take(&mut changes.touched_battles) {
+            state.battles.push(match self.battles.get(&id) {
+                Some(b) => BattleState {
+                    battle_id: id,
+                    revision: b.revision,
+                    live: Some((
+                        b.clone(),
+                        self.battle_members.get(&id).cloned().unwrap_or_default(),
+                    )),
+                },
+                None => BattleState {
+                    battle_id: id,
+                    revision: self.gone_battles.get(&id).copied().unwrap_or(0),
+                    live: None,
+                },
+            });
+        }
+        changes.state = state;
         for id in std::mem::take(&mut changes.dirty_battles) {
             if let Some(b) = self.battles.get(&id) {
                 changes.upsert(Document::Battle(self.battle_doc(b)));
@@ -439,7 +579,11 @@ impl Indexer {
                 Document::Corporation(CorporationDoc {
                     id: sid,
                     name: e.name.or_else(|| npc.map(|n| n.name.clone()))?,
-                    ticker: npc.map(|n| n.ticker.clone()).unwrap_or_default(),
+                    ticker: e
+                        .ticker
+                        .clone()
+                        .or_else(|| npc.map(|n| n.ticker.clone()))
+                        .unwrap_or_default(),
                     alliance_id: e.alliance_id.map(|a| a.to_string()),
                     alliance_name: e
                         .alliance_id
@@ -453,7 +597,7 @@ impl Indexer {
             EntityKind::Alliance => Document::Alliance(AllianceDoc {
                 id: sid,
                 name: e.name?,
-                ticker: String::new(),
+                ticker: e.ticker.unwrap_or_default(),
                 battle_count: i64::from(e.battles),
                 last_seen_at: e.last_seen,
                 activity_score: activity_score(i64::from(e.battles), e.last_seen, now)

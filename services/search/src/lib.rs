@@ -4,16 +4,20 @@
 //! * [`indexer`]: pure mapping of `killmail.enriched` and `battle.*` events to documents,
 //!   with the activity counters used for ranking.
 //! * [`api`]: `GET /search`, `GET /search/autocomplete`, `GET /entities/{type}/{id}`.
+//! * [`store`]: the service's own database, holding the indexer's mirror (activity counters),
+//!   so a restart keeps the ranking.
 //! * [`Search`]: the service core, the consumer's batch handler and the backend.
 //!
 //! The backend is chosen by configuration (`search.kind`): tantivy under
-//! `<data_dir>/search/` or a Typesense server. The index is the service's only state; it keeps
-//! no relational database. Search being down is not BattleScope being down: when the backend
+//! `<data_dir>/search/` or a Typesense server. Besides the index the service keeps a small
+//! relational database (`search.db` / `<prefix>_search`) with the counters the events do not
+//! carry. Search being down is not BattleScope being down: when the backend
 //! is unreachable the consumer leaves its batch uncommitted (indexing catches up when it
 //! returns), the API answers 503 `{"error":"search unavailable"}` and `/ready` says so.
 
 pub mod api;
 pub mod indexer;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +39,9 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::indexer::{Changes, Indexer, Input};
+
+/// The service's schema (the indexer's mirror), applied at start.
+pub const MIGRATIONS: &[bs_store::MigrationSet] = &[bs_store::migrations!("search", [(1, "init")])];
 
 /// The consumer group of the live indexer.
 pub const CONSUMER_GROUP: &str = "search";
@@ -92,6 +99,8 @@ pub struct Search {
     clock: Arc<dyn Clock>,
     /// Serialises batch handling: the mirror and the writes stay in the same order.
     write: tokio::sync::Mutex<()>,
+    /// Where the mirror is persisted; `None` keeps it in memory only (tests, benchmarks).
+    state: Option<store::StateStore>,
 }
 
 impl Search {
@@ -101,7 +110,36 @@ impl Search {
             indexer: Mutex::new(Indexer::new(StaticData::bundled())),
             clock,
             write: tokio::sync::Mutex::new(()),
+            state: None,
         }
+    }
+
+    /// A core whose mirror is persisted in `state` and restored from it now.
+    pub async fn with_state(
+        index: Arc<dyn SearchIndex>,
+        clock: Arc<dyn Clock>,
+        state: store::StateStore,
+    ) -> anyhow::Result<Search> {
+        let loaded = state.load().await.context("loading the search state")?;
+        if loaded.skipped > 0 {
+            tracing::warn!(
+                skipped = loaded.skipped,
+                "unreadable search state rows skipped"
+            );
+        }
+        tracing::info!(
+            entities = loaded.entities.len(),
+            killmails = loaded.killmails.len(),
+            battles = loaded.battles.len(),
+            "search state restored"
+        );
+        let mut search = Search::new(index, clock);
+        search
+            .indexer
+            .get_mut()
+            .restore(loaded.entities, loaded.killmails, loaded.battles);
+        search.state = Some(state);
+        Ok(search)
     }
 
     /// Creates the collections and indexes the static data (systems, ship types) unless the
@@ -187,6 +225,13 @@ impl Search {
         changes: Changes,
         report: &mut BatchReport,
     ) -> Result<(), SearchError> {
+        // The mirror first: once it is stored a redelivered batch cannot count twice.
+        if let Some(state) = &self.state {
+            state
+                .save(changes.state())
+                .await
+                .map_err(|e| SearchError::Backend(format!("saving the search state: {e}")))?;
+        }
         let (upserts, deletes): (_, BTreeMap<Collection, Vec<String>>) = changes.split();
         if !upserts.is_empty() {
             let r = self.index.upsert(&upserts).await?;
@@ -238,10 +283,18 @@ pub async fn start_with_index(
         .ensure_topics(topics::ALL)
         .await
         .context("creating topics")?;
-    let search = Arc::new(Search::new(Arc::clone(&index), Arc::clone(&ctx.clock)));
+    let state = store::open(&ctx.config)
+        .await
+        .context("opening the search state database")?;
+    let search = Arc::new(
+        Search::with_state(Arc::clone(&index), Arc::clone(&ctx.clock), state.clone()).await?,
+    );
     let router = api::router(Arc::clone(&search));
     let mut handle = ServiceHandle::new(ServiceName::Search, router)
         .with_check(Arc::new(SearchCheck(Arc::clone(&index))))
+        .with_check(Arc::new(bs_runtime::DatabaseCheck(
+            state.database().clone(),
+        )))
         .with_check(Arc::new(BusCheck(Arc::clone(&ctx.bus))));
 
     let core = Arc::clone(&search);
@@ -307,6 +360,9 @@ pub struct ReindexSummary {
 /// per index directory); with Typesense it may run.
 pub async fn reindex(config: &Config) -> anyhow::Result<ReindexSummary> {
     let index = open_index(config)?;
+    let state = store::open(config)
+        .await
+        .context("opening the search state database")?;
     let group = format!("search-reindex-{}", chrono::Utc::now().timestamp_millis());
     match config.bus.kind {
         bs_config::BusKind::Embedded => {
@@ -316,7 +372,9 @@ pub async fn reindex(config: &Config) -> anyhow::Result<ReindexSummary> {
                     .context("opening the embedded bus")?;
             let bus = Arc::new(bus);
             let dynbus: Arc<dyn EventBus> = Arc::clone(&bus) as Arc<dyn EventBus>;
-            let result = reindex_from(dynbus, index, &group, Duration::from_secs(2)).await;
+            let result =
+                reindex_with_state(dynbus, index, Some(state), &group, Duration::from_secs(2))
+                    .await;
             // A throw-away group must not hold back the log's pruning.
             if let Err(e) = bus.forget_group(&group).await {
                 tracing::warn!(error = %e, %group, "could not forget the reindex group");
@@ -332,7 +390,7 @@ pub async fn reindex(config: &Config) -> anyhow::Result<ReindexSummary> {
             .await
             .context("connecting to the bus")?;
             // Group joins take seconds on Kafka; wait longer before calling the log drained.
-            reindex_from(bus, index, &group, Duration::from_secs(10)).await
+            reindex_with_state(bus, index, Some(state), &group, Duration::from_secs(10)).await
         }
     }
 }
@@ -351,13 +409,32 @@ pub async fn reindex_from(
     group: &str,
     idle: Duration,
 ) -> anyhow::Result<ReindexSummary> {
+    reindex_with_state(bus, index, None, group, idle).await
+}
+
+/// [`reindex_from`], clearing the persisted mirror in `state` (if any) first and rebuilding it
+/// along with the index.
+pub async fn reindex_with_state(
+    bus: Arc<dyn EventBus>,
+    index: Arc<dyn SearchIndex>,
+    state: Option<store::StateStore>,
+    group: &str,
+    idle: Duration,
+) -> anyhow::Result<ReindexSummary> {
     index.ensure_collections().await?;
     for c in Collection::ALL {
         index.clear(c).await?;
     }
     // Counts are read after a refresh: `prepare` must see the cleared collections.
     index.refresh().await?;
-    let search = Search::new(Arc::clone(&index), Arc::new(bs_runtime::SystemClock));
+    let clock: Arc<dyn Clock> = Arc::new(bs_runtime::SystemClock);
+    let search = match state {
+        Some(state) => {
+            state.clear().await.context("clearing the search state")?;
+            Search::with_state(Arc::clone(&index), clock, state).await?
+        }
+        None => Search::new(Arc::clone(&index), clock),
+    };
     search.prepare().await?;
     let mut consumer = bus.subscribe(group, TOPICS).await?;
     let mut summary = ReindexSummary::default();
