@@ -39,6 +39,18 @@ pub const ROUTES: &[&str] = &[
     "/api/search",
     "/api/search/autocomplete",
     "/api/openapi.json",
+    // The notification service's user API (crate::notify).
+    "/api/subscriptions",
+    "/api/subscriptions/{id}",
+    "/api/subscriptions/{id}/test",
+    "/api/notifications",
+    "/api/notifications/read-all",
+    "/api/notifications/{id}/read",
+    "/api/watchlists",
+    "/api/watchlists/{id}",
+    "/api/dead-letters",
+    "/api/ws",
+    "/api/ws/public",
 ];
 
 pub fn routes() -> Router<AppState> {

@@ -169,6 +169,29 @@ impl Upstreams {
         }
     }
 
+    /// Any request, passed through as is (the notification proxy: the caller's `Cookie` goes
+    /// in `headers`, the status and body come back for the caller to map). Only a missing or
+    /// unreachable service is an error.
+    pub async fn call(
+        &self,
+        service: ServiceName,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<bs_runtime::ServiceResponse, UpstreamError> {
+        let client = self.services.get(service).map_err(|e| match e {
+            ClientError::NotRegistered(_) => {
+                UpstreamError::unavailable(service, "not deployed in this installation")
+            }
+            other => UpstreamError::unavailable(service, other.to_string()),
+        })?;
+        client
+            .send(method, path, headers, body)
+            .await
+            .map_err(|e| UpstreamError::unavailable(service, e.to_string()))
+    }
+
     /// [`Self::fetch`] behind the short raw cache.
     pub async fn fetch_cached(
         &self,

@@ -24,6 +24,7 @@ pub mod clients;
 pub mod intel;
 pub mod lifecycle;
 pub mod model;
+pub mod notify;
 pub mod openapi;
 pub mod pages;
 pub mod svg;
@@ -54,6 +55,7 @@ pub struct AppState {
 /// The whole router: API, pages and static files.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(notify::routes())
         .merge(api::routes())
         .merge(lifecycle::routes())
         .merge(pages::routes())

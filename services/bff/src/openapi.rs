@@ -81,6 +81,231 @@ fn battle_filters() -> Vec<Value> {
     ]
 }
 
+/// Several operations on one path: `(method, summary, parameters, responses)`.
+fn ops(tag: &str, list: Vec<(&str, &str, Vec<Value>, Value)>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (method, summary, params, responses) in list {
+        let mut o = json!({ "summary": summary, "tags": [tag], "parameters": params, "responses": responses });
+        if matches!(method, "post" | "put") && !summary.contains("(no body)") {
+            o["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": { "type": "object" } } } });
+        }
+        m.insert(method.to_owned(), o);
+    }
+    Value::Object(m)
+}
+
+/// Success with another status than 200 (201, 202, 204, 101); `Value::Null`: no body.
+fn answered(code: &str, desc: &str, schema: Value) -> Value {
+    let body = if schema.is_null() {
+        json!({ "description": desc })
+    } else {
+        json!({ "description": desc, "content": { "application/json": { "schema": schema } } })
+    };
+    let mut r = json!({
+        "4XX": { "$ref": "#/components/responses/Error" },
+        "503": { "$ref": "#/components/responses/Unavailable" },
+    });
+    r[code] = body;
+    r
+}
+
+/// The notification service's user API as the BFF serves it (see [`crate::notify`]).
+fn notification_paths() -> Vec<(&'static str, Value)> {
+    let sub = json!({ "$ref": "#/components/schemas/Subscription" });
+    let note = json!({ "$ref": "#/components/schemas/Notification" });
+    let watch = json!({ "$ref": "#/components/schemas/Watchlist" });
+    let arr = |s: &Value| json!({ "type": "array", "items": s });
+    let id = || vec![path_id("id")];
+    let tag = "notifications";
+    vec![
+        (
+            "/api/subscriptions",
+            ops(
+                tag,
+                vec![
+                    (
+                        "get",
+                        "The caller's subscriptions, each webhook with its delivery status (delivered, pending, failed, last error) and disabled reason",
+                        vec![],
+                        ok("subscriptions", arr(&sub)),
+                    ),
+                    (
+                        "post",
+                        "Create a subscription: {name, filter, websocket?, enabled?, webhooks: [{url, kind: discord|json}]}",
+                        vec![],
+                        answered("201", "created", sub.clone()),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "/api/subscriptions/{id}",
+            ops(
+                tag,
+                vec![
+                    (
+                        "get",
+                        "One subscription",
+                        id(),
+                        ok("the subscription", sub.clone()),
+                    ),
+                    (
+                        "put",
+                        "Replace a subscription (webhooks keep their id and status by URL)",
+                        id(),
+                        ok("the subscription", sub.clone()),
+                    ),
+                    (
+                        "delete",
+                        "Delete a subscription",
+                        id(),
+                        answered("204", "deleted", Value::Null),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "/api/subscriptions/{id}/test",
+            ops(
+                tag,
+                vec![(
+                    "post",
+                    "Send a test notification through every channel (no body)",
+                    id(),
+                    answered(
+                        "202",
+                        "queued",
+                        json!({ "type": "object", "properties": { "queued": { "type": "integer" } } }),
+                    ),
+                )],
+            ),
+        ),
+        (
+            "/api/notifications",
+            ops(
+                tag,
+                vec![(
+                    "get",
+                    "The caller's notifications, unread first, newest first",
+                    vec![param(
+                        "limit",
+                        "query",
+                        "integer",
+                        "at most 500 (default 100)",
+                    )],
+                    ok("notifications", arr(&note)),
+                )],
+            ),
+        ),
+        (
+            "/api/notifications/read-all",
+            ops(
+                tag,
+                vec![(
+                    "post",
+                    "Mark every notification read (no body)",
+                    vec![],
+                    ok(
+                        "how many",
+                        json!({ "type": "object", "properties": { "marked": { "type": "integer" } } }),
+                    ),
+                )],
+            ),
+        ),
+        (
+            "/api/notifications/{id}/read",
+            ops(
+                tag,
+                vec![(
+                    "post",
+                    "Mark one notification read (no body)",
+                    id(),
+                    answered("204", "marked", Value::Null),
+                )],
+            ),
+        ),
+        (
+            "/api/watchlists",
+            ops(
+                tag,
+                vec![
+                    (
+                        "get",
+                        "The caller's watchlists",
+                        vec![],
+                        ok("watchlists", arr(&watch)),
+                    ),
+                    (
+                        "post",
+                        "Create a watchlist: {name, characters, corporations, alliances, systems}",
+                        vec![],
+                        answered("201", "created", watch.clone()),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "/api/watchlists/{id}",
+            ops(
+                tag,
+                vec![(
+                    "delete",
+                    "Delete a watchlist",
+                    id(),
+                    answered("204", "deleted", Value::Null),
+                )],
+            ),
+        ),
+        (
+            "/api/dead-letters",
+            ops(
+                tag,
+                vec![(
+                    "get",
+                    "The caller's webhook deliveries that failed for good, with the reason",
+                    vec![],
+                    ok(
+                        "dead letters",
+                        arr(&json!({ "type": "object", "properties": {
+                "delivery_id": { "type": "integer" }, "webhook_id": { "type": "integer" }, "subscription_id": { "type": "integer" },
+                "kind": { "type": "string" }, "subject_id": { "type": "integer" }, "attempts": { "type": "integer" }, "reason": { "type": ["string", "null"] }
+            } })),
+                    ),
+                )],
+            ),
+        ),
+        (
+            "/api/ws",
+            ops(
+                tag,
+                vec![(
+                    "get",
+                    "WebSocket: the caller's matches as they happen ({\"type\":\"notification\",\"notification\":…}); session cookie, Origin must be this site's",
+                    vec![],
+                    answered("101", "switching protocols", Value::Null),
+                )],
+            ),
+        ),
+        (
+            "/api/ws/public",
+            ops(
+                tag,
+                vec![(
+                    "get",
+                    "WebSocket: the anonymous live feed of every killmail ({\"type\":\"killmail\",\"killmail\":…}) when the operator allows it; battle-intel feature when login is required",
+                    vec![param(
+                        "filter",
+                        "query",
+                        "string",
+                        "a notification filter as JSON, e.g. {\"type\":\"security_type\",\"types\":[\"nullsec\"]}",
+                    )],
+                    answered("101", "switching protocols", Value::Null),
+                )],
+            ),
+        ),
+    ]
+}
+
 /// The document.
 pub fn document() -> Value {
     let obj = |props: Value| json!({ "type": "object", "properties": props });
@@ -119,12 +344,12 @@ pub fn document() -> Value {
         ),
     );
     timeline["get"]["responses"]["308"] = redirect;
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "BattleScope API",
             "version": "1",
-            "description": "The JSON API behind the BattleScope UI. Ids (killmail, battle, character, corporation, alliance, type, system) and ISK amounts are JSON numbers (ids fit in 53 bits; ISK is whole ISK as a float). Times are RFC 3339 UTC. Lists page with an opaque `cursor`: pass the previous answer's `next_cursor`, absent or null on the last page. Errors are `{\"error\": message}`; a service that is not deployed or down answers 503 `{\"error\": \"<service> unavailable\", \"detail\": …}`. When the operator requires login, reads need a session cookie from `/auth/login` and the feature (`battle-reports`, `battle-intel`, `search`)."
+            "description": "The JSON API behind the BattleScope UI. Ids (killmail, battle, character, corporation, alliance, type, system) and ISK amounts are JSON numbers (ids fit in 53 bits; ISK is whole ISK as a float). Times are RFC 3339 UTC. Lists page with an opaque `cursor`: pass the previous answer's `next_cursor`, absent or null on the last page. Errors are `{\"error\": message}`; a service that is not deployed or down answers 503 `{\"error\": \"<service> unavailable\", \"detail\": …}`. When the operator requires login, reads need a session cookie from `/auth/login` and the feature (`battle-reports`, `battle-intel`, `search`). The notification routes always need a session (they are the caller's own); their state changes with a session cookie need the `X-CSRF-Token` header (from `GET /me` or the `battlescope_csrf` cookie)."
         },
         "servers": [{ "url": "/" }],
         "paths": {
@@ -252,8 +477,33 @@ pub fn document() -> Value {
                     "isk": { "type": "number" }, "victim_name": { "type": ["string", "null"] }, "victim_alliance_id": { "type": ["integer", "null"] },
                     "attackers": { "type": "integer" }, "zkb_url": { "type": "string" }
                 })),
-                "Hit": obj(json!({ "type": { "type": "string" }, "id": { "type": "integer" }, "name": { "type": "string" } }))
+                "Hit": obj(json!({ "type": { "type": "string" }, "id": { "type": "integer" }, "name": { "type": "string" } })),
+                "Subscription": obj(json!({
+                    "id": { "type": "integer" }, "account_id": { "type": "string" }, "name": { "type": "string" },
+                    "filter": { "type": "object", "description": "a filter: {type: and|or|none_of, of: [...]}, character|corporation|alliance {ids, role}, system|constellation|region {ids}, within_jumps {system_id, jumps}, security_type {types}, ship_type|ship_group {ids}, ship_class {classes}, min_isk {isk}, min_pilots {pilots}, solo, gang, npc, watchlist {id}, battle {min_kills, min_isk}" },
+                    "websocket": { "type": "boolean" }, "enabled": { "type": "boolean" },
+                    "webhooks": { "type": "array", "items": obj(json!({
+                        "id": { "type": "integer" }, "url": { "type": "string" }, "kind": { "type": "string", "enum": ["discord", "json"] },
+                        "enabled": { "type": "boolean" }, "disabled_reason": { "type": ["string", "null"] },
+                        "status": obj(json!({ "delivered": { "type": "integer" }, "pending": { "type": "integer" }, "failed": { "type": "integer" },
+                            "last_error": { "type": ["string", "null"] }, "last_done_at": { "type": ["string", "null"], "format": "date-time" } }))
+                    })) },
+                    "created_at": { "type": "string", "format": "date-time" }
+                })),
+                "Notification": obj(json!({
+                    "id": { "type": "integer" }, "subscription_id": { "type": "integer" }, "kind": { "type": "string", "enum": ["killmail", "battle", "test"] },
+                    "subject_id": { "type": "integer" }, "summary": { "type": "object" }, "created_at": { "type": "string", "format": "date-time" }, "read": { "type": "boolean" }
+                })),
+                "Watchlist": obj(json!({
+                    "id": { "type": "integer" }, "name": { "type": "string" },
+                    "characters": { "type": "array", "items": { "type": "integer" } }, "corporations": { "type": "array", "items": { "type": "integer" } },
+                    "alliances": { "type": "array", "items": { "type": "integer" } }, "systems": { "type": "array", "items": { "type": "integer" } }
+                }))
             }
         }
-    })
+    });
+    for (path, item) in notification_paths() {
+        doc["paths"][path] = item;
+    }
+    doc
 }

@@ -97,7 +97,8 @@
     }, 15000);
   }
 
-  // The intel feed: new killmails appear at the top (polling; a WebSocket when notifications exists).
+  // The intel feed: new killmails appear at the top. live.js pushes them over the WebSocket
+  // public feed; this polling only runs while that socket is not open (no notification service).
   function liveFeed() {
     const table = $("#feed");
     if (!table) return;
@@ -118,13 +119,14 @@
       return tr;
     };
     const tick = async () => {
+      if (table.dataset.wsOpen === "1") return;
       try {
         const r = await fetch("/api/killmails/recent?" + params.toString());
         if (!r.ok) return;
         const items = (await r.json()).items || [];
         for (let i = items.length - 1; i >= 0; i--) {
           const k = items[i];
-          if (seen.has(String(k.killmail_id))) continue;
+          if (seen.has(String(k.killmail_id)) || body.querySelector('tr[data-id="' + Number(k.killmail_id) + '"]')) continue;
           seen.add(String(k.killmail_id));
           body.insertBefore(row(k), body.firstChild);
           const empty = $("#feed-empty"); if (empty) empty.remove();

@@ -9,12 +9,13 @@ mod battles;
 pub use battles::{KILLS_SHOWN, PILOTS_SHOWN};
 mod intel;
 mod misc;
+mod notifications;
 
 use askama::Template;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::auth::Denied;
@@ -40,6 +41,48 @@ pub fn routes() -> Router<AppState> {
         .route("/types/{id}", get(misc::ship_type))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
+        .route("/static/live.js", get(live_js))
+        .route("/notifications", get(notifications::page))
+        .route("/notifications/read-all", post(notifications::read_all))
+        .route("/notifications/{id}/read", post(notifications::read_one))
+        .route(
+            "/notifications/subscriptions",
+            post(notifications::create_sub),
+        )
+        .route(
+            "/notifications/subscriptions/{id}",
+            post(notifications::update_sub),
+        )
+        .route(
+            "/notifications/subscriptions/{id}/test",
+            post(notifications::test_sub),
+        )
+        .route(
+            "/notifications/subscriptions/{id}/delete",
+            post(notifications::delete_sub),
+        )
+        .route(
+            "/notifications/watchlists",
+            post(notifications::create_watch),
+        )
+        .route(
+            "/notifications/watchlists/{id}/delete",
+            post(notifications::delete_watch),
+        )
+}
+
+/// Live updates over the notification WebSockets and name autocomplete (pages that use it).
+pub const LIVE_JS: &str = include_str!("../../static/live.js");
+
+async fn live_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        LIVE_JS,
+    )
+        .into_response()
 }
 
 async fn css() -> Response {
