@@ -98,10 +98,14 @@ pub async fn all_in_one(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     ];
     for h in &handles {
         app = match h.name {
-            // The user-facing surfaces keep their own paths on the one listener.
-            ServiceName::Bff | ServiceName::Web | ServiceName::Authentication => {
-                app.merge(h.router.clone())
-            }
+            // The web UI keeps its own paths on the one listener.
+            ServiceName::Bff | ServiceName::Web => app.merge(h.router.clone()),
+            // Browsers reach login and their own account at the root (the SSO callback is
+            // `{public_url}/auth/callback`); the whole API, admin included, sits under
+            // `/services/authentication` like every other service, so `/admin` is the UI's.
+            ServiceName::Authentication => app
+                .merge(bs_authentication::api::user_facing(h.router.clone()))
+                .nest("/services/authentication", h.router.clone()),
             other => app.nest(&format!("/services/{other}"), h.router.clone()),
         };
         checks.extend(h.readiness.iter().cloned());

@@ -1,13 +1,14 @@
 //! The BFF (backend for frontend) and the server-rendered web UI.
 //!
 //! One router, merged at the root of the listener in all-in-one mode next to the
-//! authentication router (which owns `/auth/*`, `/me*`, `/admin/*` and `/authorize`):
+//! user-facing part of the authentication router (`/auth/*`, `/me*`, `/authorize`; its
+//! admin API lives under `/services/authentication`):
 //!
 //! * `/api/*`: the JSON API for the UI and for API users ([`api`], described by
 //!   `/api/openapi.json`, see [`openapi`]);
-//! * `/`, `/battles…`, `/intel…`, `/search`, `/systems/{id}`, `/types/{id}`, `/dashboard`:
-//!   HTML pages rendered on the server with askama ([`pages`]), SVG charts drawn in Rust
-//!   ([`svg`]);
+//! * `/`, `/battles…`, `/intel…`, `/search`, `/systems/{id}`, `/types/{id}`, `/dashboard`,
+//!   `/characters`, `/admin/*`: HTML pages rendered on the server with askama ([`pages`]),
+//!   SVG charts drawn in Rust ([`svg`]);
 //! * `/static/*`: the small CSS and JS, embedded in the binary.
 //!
 //! The BFF keeps no state of its own: it reads the other services through
@@ -58,7 +59,11 @@ pub fn router(state: AppState) -> Router {
         .merge(notify::routes())
         .merge(api::routes())
         .merge(lifecycle::routes())
-        .merge(pages::routes())
+        // Pages ask the authentication service who is looking once per request.
+        .merge(pages::routes().layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pages::with_viewer,
+        )))
         .with_state(state)
 }
 

@@ -145,3 +145,30 @@
 
   document.addEventListener("DOMContentLoaded", () => { autocomplete(); sortable(document); liveReport(); liveFeed(); });
 })();
+
+// Admin access rules: suggest alliances/corporations by name (the field also takes an id).
+(function () {
+  "use strict";
+  document.querySelectorAll("input[data-entity]").forEach(function (input) {
+    var list = input.list, timer = 0;
+    if (!list) return;
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      var text = input.value.trim();
+      if (text.length < 2 || /^\d+$/.test(text)) return;
+      timer = setTimeout(function () {
+        fetch("/api/search/autocomplete?limit=8&types=" + encodeURIComponent(input.dataset.entity) + "&q=" + encodeURIComponent(text))
+          .then(function (r) { return r.ok ? r.json() : { hits: [] }; })
+          .then(function (body) {
+            list.innerHTML = "";
+            (body.hits || []).forEach(function (h) {
+              var o = document.createElement("option");
+              o.value = h.name + " [" + h.id + "]";
+              list.appendChild(o);
+            });
+          })
+          .catch(function () {});
+      }, 200);
+    });
+  });
+})();

@@ -16,7 +16,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A running chromedriver with one browser session; both are stopped on drop.
-struct Browser {
+pub struct Browser {
     driver: Child,
     base: String,
     session: String,
@@ -48,7 +48,7 @@ impl Drop for Browser {
     }
 }
 
-fn available() -> bool {
+pub fn available() -> bool {
     let ok = std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
     if !ok {
         assert!(
@@ -67,7 +67,7 @@ fn screenshots() -> PathBuf {
 }
 
 impl Browser {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -126,7 +126,7 @@ impl Browser {
         }
     }
 
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut req = self.http.request(method, url);
         if let Some(b) = body {
@@ -136,12 +136,12 @@ impl Browser {
         v["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub async fn goto(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
             .await;
     }
 
-    async fn eval(&self, script: &str) -> Value {
+    pub async fn eval(&self, script: &str) -> Value {
         self.cmd(
             reqwest::Method::POST,
             "/execute/sync",
@@ -150,7 +150,7 @@ impl Browser {
         .await
     }
 
-    async fn find(&self, css: &str) -> Option<String> {
+    pub async fn find(&self, css: &str) -> Option<String> {
         let v = self
             .cmd(
                 reqwest::Method::POST,
@@ -161,7 +161,7 @@ impl Browser {
         v[ELEMENT].as_str().map(str::to_owned)
     }
 
-    async fn wait_for(&self, script: &str, what: &str, timeout: Duration) -> Value {
+    pub async fn wait_for(&self, script: &str, what: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let v = self.eval(script).await;
@@ -177,7 +177,7 @@ impl Browser {
         }
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub async fn screenshot(&self, name: &str) {
         let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
         if let Some(b64) = v.as_str() {
             let png = base64::engine::general_purpose::STANDARD

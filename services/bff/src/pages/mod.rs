@@ -4,8 +4,11 @@
 //! view model of display strings (formatting lives in [`crate::view`], so templates stay
 //! dumb) and renders. A missing service shows a notice in the page instead of failing.
 
+mod account;
+mod admin;
 mod battles;
 
+pub use account::{Viewer, with_viewer};
 pub use battles::{KILLS_SHOWN, PILOTS_SHOWN};
 mod intel;
 mod misc;
@@ -27,7 +30,38 @@ pub const APP_JS: &str = include_str!("../../static/app.js");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(misc::landing))
+        .route("/", get(account::landing))
+        .route("/logout", post(account::logout))
+        .route("/characters", get(account::characters))
+        .route("/characters/primary", post(account::set_primary))
+        .route("/characters/link", post(account::link))
+        .route(
+            "/characters/{id}/unlink",
+            get(account::unlink_confirm).post(account::unlink),
+        )
+        .route("/characters/sessions/{id}/end", post(account::end_session))
+        .route("/admin", get(admin::overview))
+        .route("/admin/accounts", get(admin::accounts))
+        .route("/admin/accounts/{id}", get(admin::account))
+        .route("/admin/accounts/{id}/block", post(admin::block))
+        .route("/admin/accounts/{id}/roles", post(admin::grant))
+        .route(
+            "/admin/accounts/{id}/sessions/end",
+            post(admin::end_account_sessions),
+        )
+        .route("/admin/sessions/{id}/end", post(admin::end_session))
+        .route("/admin/gating", get(admin::gating))
+        .route("/admin/gating/entries", post(admin::gating_entry))
+        .route("/admin/gating/settings", post(admin::gating_settings))
+        .route("/admin/ingestion", get(admin::ingestion))
+        .route("/admin/ingestion/ruleset", post(admin::save_ruleset))
+        .route("/admin/ingestion/backfill", post(admin::start_backfill))
+        .route(
+            "/admin/ingestion/backfill/{id}/cancel",
+            post(admin::cancel_backfill),
+        )
+        .route("/admin/clusterer", get(admin::clusterer))
+        .route("/admin/audit", get(admin::audit))
         .route("/dashboard", get(misc::dashboard))
         .route("/search", get(misc::search))
         .route("/battles", get(battles::list))
@@ -117,6 +151,8 @@ pub struct Layout {
     pub notice: Option<String>,
     /// The header search box's current text.
     pub q: String,
+    /// The menu the viewer's roles allow, their name and the logout form's token.
+    pub viewer: account::Nav,
 }
 
 impl Layout {
@@ -125,12 +161,14 @@ impl Layout {
     }
 
     pub fn with_login(title: impl Into<String>, nav: &'static str, logged_in: bool) -> Self {
+        let (viewer, logged_in, notice) = account::nav(logged_in);
         Self {
             title: title.into(),
             nav,
             logged_in,
-            notice: None,
+            notice,
             q: String::new(),
+            viewer,
         }
     }
 
