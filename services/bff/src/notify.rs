@@ -348,7 +348,7 @@ async fn ws_public(
     }
     let q: PublicQuery = match serde_urlencoded_query(raw.as_deref()) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let filter = match q.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
         None => Value::Null,
@@ -370,14 +370,14 @@ async fn ws_public(
     }
 }
 
-fn serde_urlencoded_query(raw: Option<&str>) -> Result<PublicQuery, Response> {
-    axum::extract::Query::<PublicQuery>::try_from_uri(
-        &format!("/?{}", raw.unwrap_or(""))
-            .parse()
-            .map_err(|_| error(StatusCode::BAD_REQUEST, "bad query"))?,
-    )
-    .map(|q| q.0)
-    .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+/// The socket's query (`filter`), or why it is malformed.
+fn serde_urlencoded_query(raw: Option<&str>) -> Result<PublicQuery, String> {
+    let uri: axum::http::Uri = format!("/?{}", raw.unwrap_or(""))
+        .parse()
+        .map_err(|_| "bad query".to_owned())?;
+    axum::extract::Query::<PublicQuery>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| e.to_string())
 }
 
 /// How long one relay poll waits (the service caps it at 8 s).
