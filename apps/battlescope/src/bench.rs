@@ -13,6 +13,9 @@
 //! 3. **query** — battle list, the largest battle's report and autocomplete
 //!    through in-process [`ServiceClient`]s at 1 and 16 concurrent clients.
 //!
+//! `--soak DURATION` runs the live path instead, under a steady load, and fails when memory
+//! or a queue lag keeps growing (see [`soak`]).
+//!
 //! Latency per killmail is read off the counter curves: the k-th killmail is
 //! taken to reach a stage when that stage's counter first reaches k (the
 //! stages consume in order, so this is exact for a FIFO pipeline and an
@@ -41,9 +44,16 @@ pub struct BenchArgs {
     /// Print every figure as one JSON document on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Soak mode: replay through the live feed path for this long (e.g. `10m`). Not in this build yet.
+    /// Soak mode: replay through the live feed path (a local R2Z2 fake) for this long
+    /// (`30s`, `10m`, `1h`), sampling RSS and queue lags; fails if either keeps growing.
     #[arg(long, value_name = "DURATION")]
     pub soak: Option<String>,
+    /// Soak: killmails per second the fake's head advances (below 19, the poller's cap).
+    #[arg(long, value_name = "N", default_value_t = 15.0)]
+    pub soak_rate: f64,
+    /// Soak: seconds between samples (default: a twentieth of the duration, 1–10 s).
+    #[arg(long, value_name = "SECONDS")]
+    pub soak_interval: Option<f64>,
 }
 
 /// The storage backend under test.
@@ -69,15 +79,39 @@ const FLOOR_CHUNK: usize = 1000;
 
 /// Runs the benchmark and prints the table (or the JSON).
 pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(d) = &args.soak {
-        anyhow::bail!("--soak {d}: soak mode is not implemented in this build yet");
-    }
+    let soak = match &args.soak {
+        None => None,
+        Some(d) => {
+            let duration = soak::parse_duration(d).context("--soak")?;
+            let interval = args.soak_interval.map_or_else(
+                || (duration / 20).clamp(Duration::from_secs(1), Duration::from_secs(10)),
+                Duration::from_secs_f64,
+            );
+            Some(soak::SoakOptions {
+                duration,
+                rate: args.soak_rate,
+                interval,
+            })
+        }
+    };
     let root = std::env::temp_dir().join(format!(
         "battlescope-bench-{}-{}",
         std::process::id(),
         chrono::Utc::now().timestamp_millis()
     ));
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    if let Some(opts) = soak {
+        let result = run_soak(config, &args, &root, &opts).await;
+        let _ = std::fs::remove_dir_all(&root);
+        let run = result?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&run.report)?);
+        } else {
+            print!("{}", soak::table(&run.report));
+        }
+        anyhow::ensure!(run.passed, "soak failed: {}", run.report["reasons"]);
+        return Ok(());
+    }
     let result = run_in(config, &args, &root).await;
     // The scratch data is only a means to the figures.
     let _ = std::fs::remove_dir_all(&root);
@@ -90,7 +124,8 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_in(config: Config, args: &BenchArgs, root: &Path) -> anyhow::Result<Value> {
+/// The dataset's files: `--dataset` or the bundled sample written under `root`.
+fn dataset_files(args: &BenchArgs, root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let paths = if args.dataset.is_empty() {
         crate::sample::materialise(root).context("writing the bundled sample")?
     } else {
@@ -98,19 +133,62 @@ async fn run_in(config: Config, args: &BenchArgs, root: &Path) -> anyhow::Result
     };
     let files = bs_ingestion::sources::files::expand(&paths).context("listing the dataset")?;
     anyhow::ensure!(!files.is_empty(), "the dataset has no killmail files");
-    let dataset_bytes: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let pg_url = match args.backend {
+    Ok(files)
+}
+
+/// The PostgreSQL server for `--backend postgres`.
+fn postgres_url(args: &BenchArgs) -> anyhow::Result<Option<String>> {
+    Ok(match args.backend {
         BenchBackend::Embedded => None,
         BenchBackend::Postgres => Some(
             std::env::var("BATTLESCOPE_TEST_POSTGRES")
                 .or_else(|_| std::env::var("BATTLESCOPE_DATABASE_URL"))
                 .context("--backend postgres needs BATTLESCOPE_TEST_POSTGRES or BATTLESCOPE_DATABASE_URL")?,
         ),
-    };
+    })
+}
+
+async fn run_soak(
+    config: Config,
+    args: &BenchArgs,
+    root: &Path,
+    opts: &soak::SoakOptions,
+) -> anyhow::Result<soak::SoakRun> {
+    let files = dataset_files(args, root)?;
+    let pg_url = postgres_url(args)?;
+    let prefix = format!("bsbench{}", chrono::Utc::now().timestamp_millis());
+    let mut run = soak::run(
+        config,
+        files.clone(),
+        root,
+        opts,
+        pg_url.as_deref().map(|u| (u, prefix.as_str())),
+        args.json,
+    )
+    .await?;
+    run.report["backend"] = json!(args.backend.as_str());
+    run.report["build"] = json!(if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    });
+    run.report["dataset"] = json!(
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+    );
+    Ok(run)
+}
+
+async fn run_in(config: Config, args: &BenchArgs, root: &Path) -> anyhow::Result<Value> {
+    let files = dataset_files(args, root)?;
+    let dataset_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let pg_url = postgres_url(args)?;
     let prefix = format!("bsbench{}", chrono::Utc::now().timestamp_millis());
     let bar = progress(args.json);
 
@@ -189,6 +267,7 @@ async fn run_in(config: Config, args: &BenchArgs, root: &Path) -> anyhow::Result
             "complete": pipeline.complete,
             "peak_rss_bytes": pipeline.peak_rss,
             "steady_rss_bytes": pipeline.steady_rss,
+            "memory": pipeline.memory,
             "rss_budget_bytes": 300u64 * 1024 * 1024,
             "bytes_written": pipeline.bytes_written,
             "bytes_written_ratio_to_floor": ratio(pipeline.bytes_written as f64, write.bytes as f64),
@@ -408,6 +487,49 @@ fn proc_status_bytes(field: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Where the pipeline's memory sits: RSS split into anonymous pages (the heap: caches,
+/// buffers, the search writer's arena) and file-backed ones (mmapped index and database
+/// files, which the kernel can reclaim), at each phase, and the peak of each.
+#[derive(Default)]
+struct MemoryWatch {
+    phases: serde_json::Map<String, Value>,
+    peak_anon: u64,
+    peak_file: u64,
+}
+
+impl MemoryWatch {
+    fn read() -> (u64, u64, u64) {
+        (
+            proc_status_bytes("VmRSS"),
+            proc_status_bytes("RssAnon"),
+            proc_status_bytes("RssFile"),
+        )
+    }
+
+    fn poll(&mut self) {
+        let (_, anon, file) = Self::read();
+        self.peak_anon = self.peak_anon.max(anon);
+        self.peak_file = self.peak_file.max(file);
+    }
+
+    fn mark(&mut self, phase: &str) {
+        self.poll();
+        let (rss, anon, file) = Self::read();
+        self.phases.insert(
+            phase.to_owned(),
+            json!({ "rss_bytes": rss, "anon_bytes": anon, "file_bytes": file }),
+        );
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "phases": self.phases,
+            "peak_anon_bytes": self.peak_anon,
+            "peak_file_bytes": self.peak_file,
+        })
+    }
+}
+
 /// Resets the peak RSS so the pipeline's peak is not the floor's (Linux ≥ 4.0).
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -415,6 +537,7 @@ fn reset_peak_rss() {
 
 // ---------------------------------------------------------------- pipeline
 
+mod soak;
 mod stages;
 
 use stages::{Sample, Stage};
@@ -427,6 +550,7 @@ struct PipelineRun {
     complete: bool,
     peak_rss: u64,
     steady_rss: u64,
+    memory: Value,
     bytes_written: u64,
     battles: Value,
     query: Value,
@@ -448,6 +572,8 @@ async fn pipeline(
     expected: u64,
 ) -> anyhow::Result<PipelineRun> {
     reset_peak_rss();
+    let mut memory = MemoryWatch::default();
+    memory.mark("start");
     let ctx = context(config).await?;
     let mut handles: Vec<ServiceHandle> = Vec::new();
     let order = [
@@ -464,6 +590,7 @@ async fn pipeline(
             .register(ServiceClient::in_process(name, handle.router.clone()));
         handles.push(handle);
     }
+    memory.mark("services_started");
     let client = |n| ctx.services.get(n);
     let mut clients = stages::Clients {
         ingestion: client(ServiceName::Ingestion)?,
@@ -501,10 +628,12 @@ async fn pipeline(
             s.counts[0], s.counts[1], s.counts[2], s.counts[3]
         ));
         samples.push(s);
+        memory.poll();
         if import.is_none()
             && let Ok((result, at)) = done_rx.try_recv()
         {
             import = Some((result.context("importing the dataset")?, at));
+            memory.mark("import_done");
         }
         if let Some((summary, _)) = &import {
             let last = samples.last().map(|s| s.counts).unwrap_or_default();
@@ -536,6 +665,7 @@ async fn pipeline(
         "killmails_per_second": summary.read as f64 / (import_done - started).as_secs_f64().max(1e-9),
     });
     let peak_rss = proc_status_bytes("VmHWM");
+    memory.mark("pipeline_done");
     let battles = clients.battle_stats().await;
 
     let typesense = match typesense(&ctx, bar).await {
@@ -554,6 +684,7 @@ async fn pipeline(
         let _ = index.drop_collections().await;
     }
     let steady_rss = proc_status_bytes("VmRSS");
+    memory.mark("query_done");
 
     ctx.shutdown.cancel();
     let tasks: Vec<_> = handles.into_iter().flat_map(|h| h.tasks).collect();
@@ -569,6 +700,7 @@ async fn pipeline(
         complete,
         peak_rss,
         steady_rss,
+        memory: memory.json(),
         bytes_written,
         battles,
         query,
@@ -689,6 +821,26 @@ fn table(r: &Value) -> String {
         f(&p["bytes_written_ratio_to_floor"]),
         mb(&fl["parse_and_write"]["bytes_written"]),
         p["complete"],
+    );
+    let m = &p["memory"];
+    let phases: Vec<String> = m["phases"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            format!(
+                "{k} {:.0}/{:.0}",
+                mb(&v["anon_bytes"]),
+                mb(&v["file_bytes"])
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "memory (heap/file-backed MB): peak heap {:.0} · peak file-backed {:.0} · {}",
+        mb(&m["peak_anon_bytes"]),
+        mb(&m["peak_file_bytes"]),
+        phases.join(" · "),
     );
     let _ = writeln!(out);
     let _ = writeln!(

@@ -94,6 +94,10 @@ fn bench_json_has_every_figure() {
     for k in [
         "peak_rss_bytes",
         "steady_rss_bytes",
+        "memory/peak_anon_bytes",
+        "memory/peak_file_bytes",
+        "memory/phases/services_started/anon_bytes",
+        "memory/phases/pipeline_done/file_bytes",
         "rss_budget_bytes",
         "bytes_written",
         "bytes_written_ratio_to_floor",
@@ -124,13 +128,110 @@ fn bench_json_has_every_figure() {
     number(&r, "/query/largest_battle_id");
 }
 
+/// `bench --soak` on the bundled sample for 24 s: the live path (a local R2Z2 fake) really
+/// carries killmails through every stage, every figure is in the JSON, and the exit code
+/// is the verdict's. The verdict itself (memory and lag trends) is not asserted: that would
+/// be a timing assertion; its rules have unit tests in `src/bench/soak.rs`.
 #[test]
-fn soak_without_support_is_a_clear_error() {
+fn soak_json_has_every_figure_and_the_exit_code_is_the_verdict() {
+    let dir = bs_testkit::temp_dir();
     let out = Command::new(env!("CARGO_BIN_EXE_battlescope"))
-        .args(["bench", "--soak", "10s"])
+        .args([
+            "bench",
+            "--soak",
+            "24s",
+            "--soak-rate",
+            "12",
+            "--soak-interval",
+            "2",
+            "--json",
+        ])
+        .env("BATTLESCOPE_DATA_DIR", dir.path())
         .output()
-        .expect("run battlescope bench");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("soak") && !err.contains("panicked"), "{err}");
+        .expect("run battlescope bench --soak");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bench --soak --json prints JSON ({e}): {stderr}"));
+    let passed = r["passed"].as_bool().expect("passed is a boolean");
+    assert_eq!(out.status.success(), passed, "exit code = verdict: {r:#}");
+    if !passed {
+        assert!(stderr.contains("soak failed"), "{stderr}");
+    }
+    assert!(r["reasons"].is_array());
+    assert_eq!(r["backend"], "embedded");
+    for k in [
+        "duration_seconds",
+        "elapsed_seconds",
+        "rate",
+        "interval_seconds",
+        "timeline_killmails",
+        "ingested_per_second",
+        "rss/first_bytes",
+        "rss/last_bytes",
+        "rss/peak_bytes",
+        "rss/fake_feed_bytes",
+        "rss/trend/rise",
+        "rss/trend/per_minute",
+        "rss/trend/r2",
+        "rss/trend/allowance",
+    ] {
+        number(&r, &format!("/{k}"));
+    }
+    // The live path worked: the fake's head moved and killmails went through every stage.
+    for stage in ["served", "ingested", "enriched", "in_battle", "indexed"] {
+        assert!(number(&r, &format!("/{stage}")) > 0.0, "{stage}: {r:#}");
+    }
+    let samples = r["samples"].as_array().expect("samples");
+    assert!(
+        samples.len() >= 8,
+        "a sample every 2 s for 24 s: {}",
+        samples.len()
+    );
+    for s in samples {
+        for k in ["t", "rss_bytes", "served", "ingested", "feed_lag"] {
+            number(s, &format!("/{k}"));
+        }
+        number(s, "/outbox/ingestion");
+        number(s, "/outbox/enrichment");
+        assert!(s["bus_lag"].is_object());
+    }
+    // Every consumer group of the pipeline reports its lag, judged like the feed's.
+    let lags = r["lags"].as_object().expect("lags");
+    for name in [
+        "feed",
+        "outbox:ingestion",
+        "outbox:enrichment",
+        "bus:enrichment",
+        "bus:battle",
+        "bus:search",
+        "bus:notification",
+    ] {
+        let l = &lags
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} lag in {:?}", lags.keys()));
+        for k in ["max", "last", "rise", "per_minute", "r2", "allowance"] {
+            number(l, &format!("/{k}"));
+        }
+        assert!(l["rising"].is_boolean());
+    }
+}
+
+#[test]
+fn soak_arguments_are_checked_with_clear_errors() {
+    for (args, needle) in [
+        (&["bench", "--soak", "soon"][..], "--soak"),
+        (
+            &["bench", "--soak", "5s", "--soak-rate", "50"][..],
+            "soak-rate",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_battlescope"))
+            .args(args)
+            .output()
+            .expect("run battlescope bench");
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle) && !err.contains("panicked"), "{err}");
+    }
 }
