@@ -11,6 +11,7 @@
 //! * [`client`]: [`AuthClient`], the tiny in-process/remote authorization client for
 //!   other services.
 //! * [`affiliation`]: where characters stand now (ESI behind a trait).
+//! * [`lifecycle`]: audit-log retention (anchored prunes) and `GET /lifecycle`.
 //!
 //! SSO protocol pieces (authorize URL, token exchange, JWT validation, AES-GCM token
 //! cipher, session ids, CSRF tokens, `return_to` sanitising) come from `bs-sso`.
@@ -33,6 +34,7 @@ pub mod affiliation;
 pub mod api;
 pub mod client;
 pub mod domain;
+pub mod lifecycle;
 pub mod model;
 pub mod service;
 pub mod settings;
@@ -54,7 +56,8 @@ pub use settings::Settings;
 pub use store::{AuthStore, SqlAuthStore};
 
 /// The service's schema, for both backends.
-pub const MIGRATIONS: MigrationSet = bs_store::migrations!("authentication", [(1, "init")]);
+pub const MIGRATIONS: MigrationSet =
+    bs_store::migrations!("authentication", [(1, "init"), (2, "audit_retention")]);
 
 /// Everything the service is built from (tests assemble these directly).
 pub struct Deps {
@@ -175,9 +178,24 @@ pub async fn start_with_client(
         affiliations,
     })
     .await?;
-    let mut handle = ServiceHandle::new(ServiceName::Authentication, api::router(service.clone()))
-        .with_check(Arc::new(DatabaseCheck(db)));
+    let router = api::router(service.clone()).merge(lifecycle::router(lifecycle::LifecycleState {
+        store: service.store().clone(),
+        db: db.clone(),
+        config: ctx.config.lifecycle.clone(),
+    }));
+    let mut handle = ServiceHandle::new(ServiceName::Authentication, router)
+        .with_check(Arc::new(DatabaseCheck(db.clone())));
     spawn_jobs(&mut handle, &service, &ctx.shutdown);
+    // Offline runs keep what they have, like the other services' retention.
+    if !ctx.offline {
+        let retention = lifecycle::Retention {
+            store: service.store().clone(),
+            db,
+            clock: ctx.clock.clone(),
+            config: ctx.config.lifecycle.clone(),
+        };
+        handle.spawn(retention.run(ctx.shutdown.clone()));
+    }
     Ok((handle, AuthClient::local(service)))
 }
 

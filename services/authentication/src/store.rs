@@ -6,6 +6,9 @@
 //! character and grant, an owner-change detach, a primary switch) run in one
 //! transaction. The audit log is append-only (the schema rejects UPDATE/DELETE) and
 //! hash-chained; concurrent appends race on the unique `prev_hash` and retry.
+//! Retention ([`AuthStore::prune_audit_batch`]) removes only a prefix of the chain, after
+//! recording an anchor (seq and hash of the last removed row) the schema requires before
+//! it lets a row go; verification then starts from the newest anchor.
 
 use std::collections::BTreeMap;
 
@@ -194,7 +197,45 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn append_audit(&self, entry: &NewAudit, at: DateTime<Utc>) -> StoreResult<AuditEntry>;
     async fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
     /// Walks the whole chain; `Ok(n)` when all `n` entries link up, else the first bad `seq`.
+    /// After a prune the walk starts from the newest anchor's hash: the first remaining
+    /// entry must link to it (a forged or mismatched anchor is reported at that entry).
     async fn verify_audit_chain(&self) -> StoreResult<Result<u64, i64>>;
+    /// One retention batch in one transaction: the longest prefix of the chain (at most
+    /// `limit` rows) older than `cutoff`, never the newest entry (the chain's tail stays);
+    /// records the anchor, then deletes. `None` when nothing is due.
+    async fn prune_audit_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<AuditAnchor>>;
+    /// The newest anchor (`None`: nothing was ever pruned).
+    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>>;
+}
+
+/// What a prune leaves behind: the last removed entry's seq and hash.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditAnchor {
+    pub last_seq: i64,
+    pub last_hash: String,
+    pub last_at: DateTime<Utc>,
+    pub pruned_at: DateTime<Utc>,
+    pub cutoff: DateTime<Utc>,
+    /// Rows removed by this batch.
+    pub pruned: i64,
+}
+
+const ANCHOR_SELECT: &str = "SELECT last_seq, last_hash, last_at, pruned_at, cutoff, pruned FROM audit_log_anchor ORDER BY id DESC LIMIT 1";
+
+fn anchor_row(r: &AnyRow) -> StoreResult<AuditAnchor> {
+    Ok(AuditAnchor {
+        last_seq: r.try_get("last_seq")?,
+        last_hash: r.try_get("last_hash")?,
+        last_at: from_millis(r.try_get("last_at")?),
+        pruned_at: from_millis(r.try_get("pruned_at")?),
+        cutoff: from_millis(r.try_get("cutoff")?),
+        pruned: r.try_get("pruned")?,
+    })
 }
 
 /// [`AuthStore`] over a `bs_store::Database` (SQLite or PostgreSQL).
@@ -1125,7 +1166,17 @@ impl AuthStore for SqlAuthStore {
                 let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                     .fetch_optional(&mut *tx)
                     .await?;
-                let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
+                // An empty log after a prune continues from the anchor (prunes keep the
+                // tail, so this is only a fallback).
+                let prev = match prev {
+                    Some(p) => p,
+                    None => sqlx::query_scalar(
+                        "SELECT last_hash FROM audit_log_anchor ORDER BY id DESC LIMIT 1",
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or_else(|| GENESIS.to_owned()),
+                };
                 let hash = entry_hash(&prev, &fields);
                 let seq: i64 = sqlx::query_scalar(
                     "INSERT INTO audit_log (at, actor_account_id, action, target_type, target_id, ip, metadata, prev_hash, hash)
@@ -1185,8 +1236,10 @@ impl AuthStore for SqlAuthStore {
     }
 
     async fn verify_audit_chain(&self) -> StoreResult<Result<u64, i64>> {
-        let mut prev = GENESIS.to_owned();
-        let mut after = 0i64;
+        let (mut prev, mut after) = match self.audit_anchor().await? {
+            Some(a) => (a.last_hash, a.last_seq),
+            None => (GENESIS.to_owned(), 0i64),
+        };
         let mut count = 0u64;
         loop {
             let rows = sqlx::query(sql(format!(
@@ -1220,5 +1273,70 @@ impl AuthStore for SqlAuthStore {
                 count += 1;
             }
         }
+    }
+
+    async fn prune_audit_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<AuditAnchor>> {
+        // Appends hold this lock too, so the tail read here is the tail.
+        let _serialised = self.audit_lock.lock().await;
+        let mut tx = self.db.begin().await?;
+        let rows = sqlx::query(
+            "SELECT seq, at, hash FROM audit_log WHERE seq < (SELECT MAX(seq) FROM audit_log) ORDER BY seq LIMIT $1",
+        )
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(&mut *tx)
+        .await?;
+        let cut = to_millis(cutoff);
+        let mut last: Option<(i64, i64, String)> = None;
+        let mut count = 0i64;
+        for r in &rows {
+            let at: i64 = r.try_get("at")?;
+            // A strict prefix: the first entry not yet due ends the batch, even if a
+            // later one (clock skew) is older.
+            if at >= cut {
+                break;
+            }
+            last = Some((r.try_get("seq")?, at, r.try_get("hash")?));
+            count += 1;
+        }
+        let Some((last_seq, last_at, last_hash)) = last else {
+            return Ok(None);
+        };
+        let anchor = AuditAnchor {
+            last_seq,
+            last_hash,
+            last_at: from_millis(last_at),
+            pruned_at: now,
+            cutoff,
+            pruned: count,
+        };
+        sqlx::query(
+            "INSERT INTO audit_log_anchor (last_seq, last_hash, last_at, pruned_at, cutoff, pruned) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(anchor.last_seq)
+        .bind(&anchor.last_hash)
+        .bind(last_at)
+        .bind(to_millis(now))
+        .bind(cut)
+        .bind(count)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+            .bind(last_seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(anchor))
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
+        let row = sqlx::query(ANCHOR_SELECT)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(anchor_row).transpose()
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! * `flows`: full user and admin flows over HTTP against the fake EVE SSO.
 //! * `attacks`: the attack table at the HTTP level.
+//! * `audit_retention`: anchored audit-log prunes, on SQLite and PostgreSQL.
 //! * `jwt`: the JWT attack cases through the service's validator.
 //! * `secrets`: refresh tokens never in plain text on disk or in logs.
 //! * `store_suite`: the `AuthStore` conformance suite on SQLite and PostgreSQL.
 //! * `wiring`: `start_with_client` from configuration, shutdown, key rotation.
 
 mod attacks;
+mod audit_retention;
 mod flows;
 mod jwt;
 mod secrets;

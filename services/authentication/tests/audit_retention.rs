@@ -1,0 +1,318 @@
+//! Audit-log retention on SQLite and PostgreSQL: anchored prunes delete only what is due,
+//! in batches; the chain still verifies afterwards; the schema still refuses deleting an
+//! unanchored row and editing any row; edits, removals and a forged anchor are detected.
+
+use bs_authentication::lifecycle::{self, AUDIT_LOG};
+use bs_authentication::model::{AuditQuery, NewAudit};
+use bs_authentication::{AuthStore, SqlAuthStore};
+use bs_config::LifecycleConfig;
+use bs_store::sqlx;
+use bs_store::{Backend, Database, StoreTarget};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+struct FixedClock(DateTime<Utc>);
+
+impl bs_runtime::Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+async fn sqlite() -> (SqlAuthStore, tempfile::TempDir) {
+    let dir = bs_testkit::temp_dir();
+    let db = Database::open(&StoreTarget::Sqlite(dir.path().join("auth.db")), 4)
+        .await
+        .unwrap();
+    db.migrate(&[bs_authentication::MIGRATIONS]).await.unwrap();
+    (SqlAuthStore::new(db), dir)
+}
+
+async fn postgres() -> Option<SqlAuthStore> {
+    let url = bs_testkit::engine(bs_testkit::POSTGRES)?;
+    let target = StoreTarget::Postgres {
+        server_url: url,
+        database: bs_testkit::unique_name("auth_audit"),
+    };
+    let db = Database::open(&target, 8).await.unwrap();
+    db.migrate(&[bs_authentication::MIGRATIONS]).await.unwrap();
+    Some(SqlAuthStore::new(db))
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let (store, _dir) = super::sqlite().await;
+                super::$name(&store).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let Some(store) = super::postgres().await else { return };
+                super::$name(&store).await;
+            })*
+        }
+    };
+}
+
+both!(
+    audit_prune_removes_only_due_entries_in_batches_and_verifies,
+    audit_prune_keeps_deletes_of_unanchored_rows_refused,
+    audit_prune_still_detects_edits_removals_and_forged_anchors,
+);
+
+fn t0() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+/// `old` entries a day apart starting at t0, then `recent` entries 200 days later.
+async fn fill(s: &SqlAuthStore, old: i64, recent: i64) {
+    for i in 0..old + recent {
+        let at = if i < old {
+            t0() + TimeDelta::days(i)
+        } else {
+            t0() + TimeDelta::days(200 + i)
+        };
+        s.append_audit(
+            &NewAudit {
+                actor_account_id: Some("admin".into()),
+                action: "account.login".into(),
+                target_type: "account".into(),
+                target_id: format!("acc-{i}"),
+                ip: "127.0.0.1".into(),
+                metadata: json!({"i": i}),
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn config(batch: u32) -> LifecycleConfig {
+    LifecycleConfig {
+        retention_batch: batch,
+        ..LifecycleConfig::default()
+    }
+}
+
+/// "Now" such that the 90-day cutoff falls between the old and the recent entries.
+fn now() -> DateTime<Utc> {
+    t0() + TimeDelta::days(200)
+}
+
+async fn all(s: &SqlAuthStore) -> Vec<bs_authentication::model::AuditEntry> {
+    s.audit(&AuditQuery {
+        limit: 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn audit_prune_removes_only_due_entries_in_batches_and_verifies(s: &SqlAuthStore) {
+    fill(s, 25, 5).await;
+    let before = all(s).await;
+    let clock = FixedClock(now());
+    let run = lifecycle::run_retention(
+        s,
+        s.database(),
+        &clock,
+        &config(10),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(run.kind, AUDIT_LOG);
+    assert_eq!(run.status, "completed");
+    assert_eq!(run.deleted, 25);
+    assert_eq!(run.batches, 3, "10 + 10 + 5");
+    let after = all(s).await;
+    // The 5 recent entries and the run's own `audit.pruned` entry remain.
+    assert_eq!(after.len(), 6);
+    let cutoff = now() - TimeDelta::days(90);
+    assert!(after.iter().all(|e| e.at >= cutoff));
+    assert_eq!(after[0].action, "audit.pruned");
+    assert_eq!(after[0].metadata["deleted"], json!(25));
+    let anchor = s.audit_anchor().await.unwrap().unwrap();
+    let last_old = &before[before.len() - 25];
+    assert_eq!(anchor.last_seq, last_old.seq);
+    assert_eq!(anchor.last_hash, last_old.hash);
+    assert_eq!(after[0].metadata["last_hash"], json!(anchor.last_hash));
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(6));
+    // The run is recorded; a second run finds nothing and appends nothing.
+    let runs = lifecycle::runs(s.database(), 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].deleted, 25);
+    let again = lifecycle::run_retention(
+        s,
+        s.database(),
+        &FixedClock(now() + TimeDelta::seconds(1)),
+        &config(10),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(again.deleted, 0);
+    assert_eq!(all(s).await.len(), 6);
+    // New appends continue the chain.
+    fill(s, 0, 1).await;
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(7));
+    // 0 days: kept forever.
+    let keep = LifecycleConfig {
+        audit_log_days: 0,
+        ..config(10)
+    };
+    let none = lifecycle::run_retention(
+        s,
+        s.database(),
+        &FixedClock(now() + TimeDelta::days(10_000)),
+        &keep,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(none.is_none());
+}
+
+async fn audit_prune_keeps_deletes_of_unanchored_rows_refused(s: &SqlAuthStore) {
+    fill(s, 4, 3).await;
+    let pool = s.database().pool();
+    // Nothing pruned yet: every delete is refused.
+    assert!(
+        sqlx::query("DELETE FROM audit_log")
+            .execute(pool)
+            .await
+            .is_err()
+    );
+    let anchor = s
+        .prune_audit_batch(now() - TimeDelta::days(90), 100, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(anchor.pruned, 4);
+    let rest = all(s).await;
+    assert_eq!(rest.len(), 3);
+    // Rows after the anchor stay undeletable, and nothing can be edited.
+    let newest_unanchored = rest.last().unwrap().seq;
+    assert!(
+        sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+            .bind(newest_unanchored)
+            .execute(pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("UPDATE audit_log SET action = 'x'")
+            .execute(pool)
+            .await
+            .is_err()
+    );
+    // Anchors are append-only too.
+    assert!(
+        sqlx::query("DELETE FROM audit_log_anchor")
+            .execute(pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("UPDATE audit_log_anchor SET last_hash = 'x'")
+            .execute(pool)
+            .await
+            .is_err()
+    );
+    assert_eq!(all(s).await.len(), 3);
+    // The newest entry is never pruned, even if it is due: the chain keeps its tail.
+    let far = now() + TimeDelta::days(10_000);
+    let a = s.prune_audit_batch(far, 100, far).await.unwrap().unwrap();
+    assert_eq!(a.pruned, 2);
+    assert!(s.prune_audit_batch(far, 100, far).await.unwrap().is_none());
+    assert_eq!(all(s).await.len(), 1);
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(1));
+}
+
+async fn audit_prune_still_detects_edits_removals_and_forged_anchors(s: &SqlAuthStore) {
+    fill(s, 6, 6).await;
+    s.prune_audit_batch(now() - TimeDelta::days(90), 100, now())
+        .await
+        .unwrap()
+        .unwrap();
+    let rest = all(s).await; // newest first
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(6));
+    let pool = s.database().pool();
+    let (drop_update, drop_delete, restore) = match s.database().backend() {
+        Backend::Sqlite => (
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+            None,
+        ),
+        Backend::Postgres => (
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change",
+            "SELECT 1",
+            Some("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_change"),
+        ),
+    };
+    sqlx::query(drop_update).execute(pool).await.unwrap();
+    sqlx::query(drop_delete).execute(pool).await.unwrap();
+
+    // Editing a remaining row is detected at that row.
+    let victim = rest[2].seq;
+    sqlx::query("UPDATE audit_log SET metadata = '{\"i\":99}' WHERE seq = $1")
+        .bind(victim)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(victim));
+    let original = rest[2].metadata.to_string();
+    sqlx::query("UPDATE audit_log SET metadata = $1 WHERE seq = $2")
+        .bind(&original)
+        .bind(victim)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(6));
+
+    // A forged anchor that does not match the first remaining row is detected there.
+    let real = s.audit_anchor().await.unwrap().unwrap();
+    let insert_anchor = "INSERT INTO audit_log_anchor (last_seq, last_hash, last_at, pruned_at, cutoff, pruned) VALUES ($1, $2, 0, 0, 0, 1)";
+    sqlx::query(insert_anchor)
+        .bind(real.last_seq)
+        .bind("f".repeat(64))
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[5].seq));
+    // (An anchor that repeats the true last hash is indistinguishable from a real one.)
+    sqlx::query(insert_anchor)
+        .bind(real.last_seq)
+        .bind(&real.last_hash)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(6));
+
+    // Removing a row in the middle is detected at the row after it.
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(rest[2].seq)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[1].seq));
+
+    // Removing the oldest remaining row without an anchor is detected at the next row.
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(rest[5].seq)
+        .execute(pool)
+        .await
+        .unwrap();
+    if let Some(restore) = restore {
+        sqlx::query(restore).execute(pool).await.unwrap();
+    }
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[4].seq));
+}
