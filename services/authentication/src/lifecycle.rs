@@ -5,10 +5,11 @@
 //! The log is hash-chained and the schema refuses UPDATE/DELETE, so a prune first writes
 //! an anchor (seq and hash of the last entry it removes) and only then deletes the prefix
 //! the anchor covers (the delete trigger allows nothing else); verification starts from
-//! the newest anchor. Each run that removed something appends an `audit.pruned` entry
-//! (counts, cutoff, the final anchor) to the chain itself, so the prune is on record in
-//! what remains. Runs are recorded in `retention_runs`; `GET /lifecycle` shows the rule,
-//! the newest anchor and the recent runs.
+//! the newest anchor. Each batch appends, in its own transaction, an `audit.pruned` entry
+//! (count, cutoff, the anchor) to the chain itself, so every prune is on record in what
+//! remains and verification can tell an anchor the service wrote from one it did not.
+//! Runs (totals) are recorded in `retention_runs`; `GET /lifecycle` shows the rule, the
+//! newest anchor and the recent runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +29,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::NewAudit;
-use crate::store::{AuditAnchor, AuthStore};
+use crate::store::AuthStore;
 
 /// The retention kind (rules, runs, metrics label).
 pub const AUDIT_LOG: &str = "audit_log";
@@ -38,8 +38,10 @@ pub const AUDIT_LOG: &str = "audit_log";
 pub mod metric {
     /// Counter, label `kind`: rows deleted by retention (shared with the other services).
     pub const DELETED: &str = "battlescope_retention_cleanup_deleted_total";
-    /// Counter, label `status`: audit retention runs.
-    pub const RUNS: &str = "battlescope_audit_retention_runs_total";
+    /// Counter, labels `kind`, `status`: retention runs (shared with the other services).
+    pub const RUNS: &str = "battlescope_retention_cleanup_runs_total";
+    /// Gauge, label `kind`: unix seconds of the last finished run.
+    pub const LAST_RUN: &str = "battlescope_retention_cleanup_last_run_timestamp";
 }
 
 /// One retention run.
@@ -140,7 +142,6 @@ pub async fn run_retention(
     };
     save(db, &r).await?;
     let limit = i64::from(config.retention_batch.clamp(1, 10_000));
-    let mut anchor: Option<AuditAnchor> = None;
     let result: anyhow::Result<()> = async {
         while !shutdown.is_cancelled() {
             let Some(a) = store.prune_audit_batch(cut, limit, clock.now()).await? else {
@@ -150,31 +151,10 @@ pub async fn run_retention(
             r.batches += 1;
             metrics::counter!(metric::DELETED, "kind" => AUDIT_LOG)
                 .increment(u64::try_from(a.pruned).unwrap_or(0));
-            anchor = Some(a);
         }
         Ok(())
     }
     .await;
-    // Even a failed run records what it already removed, in the chain itself.
-    if let Some(a) = &anchor {
-        let entry = NewAudit {
-            actor_account_id: None,
-            action: "audit.pruned".into(),
-            target_type: "audit_log".into(),
-            target_id: a.last_seq.to_string(),
-            ip: String::new(),
-            metadata: json!({
-                "deleted": r.deleted,
-                "batches": r.batches,
-                "cutoff": cut,
-                "last_seq": a.last_seq,
-                "last_hash": a.last_hash,
-            }),
-        };
-        if let Err(e) = store.append_audit(&entry, clock.now()).await {
-            tracing::warn!(error = %e, "could not record the audit prune in the audit log");
-        }
-    }
     r.finished_at = Some(clock.now());
     match result {
         Ok(()) => r.status = "completed".into(),
@@ -183,7 +163,9 @@ pub async fn run_retention(
             r.error = Some(e.to_string());
         }
     }
-    metrics::counter!(metric::RUNS, "status" => r.status.clone()).increment(1);
+    metrics::counter!(metric::RUNS, "kind" => AUDIT_LOG, "status" => r.status.clone()).increment(1);
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(metric::LAST_RUN, "kind" => AUDIT_LOG).set(clock.now().timestamp() as f64);
     save(db, &r).await?;
     Ok(Some(r))
 }

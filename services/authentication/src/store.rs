@@ -198,11 +198,13 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>>;
     /// Walks the whole chain; `Ok(n)` when all `n` entries link up, else the first bad `seq`.
     /// After a prune the walk starts from the newest anchor's hash: the first remaining
-    /// entry must link to it (a forged or mismatched anchor is reported at that entry).
+    /// entry must link to it, and an `audit.pruned` entry naming that anchor must follow
+    /// (a forged, mismatched or unattested anchor is reported at the first remaining entry).
     async fn verify_audit_chain(&self) -> StoreResult<Result<u64, i64>>;
     /// One retention batch in one transaction: the longest prefix of the chain (at most
-    /// `limit` rows) older than `cutoff`, never the newest entry (the chain's tail stays);
-    /// records the anchor, then deletes. `None` when nothing is due.
+    /// `limit` rows) older than `cutoff` (at most `now`), never the newest entry (the
+    /// chain's tail stays); records the anchor, deletes, and appends the `audit.pruned`
+    /// entry that attests the anchor. `None` when nothing is due.
     async fn prune_audit_batch(
         &self,
         cutoff: DateTime<Utc>,
@@ -224,6 +226,9 @@ pub struct AuditAnchor {
     /// Rows removed by this batch.
     pub pruned: i64,
 }
+
+/// The action of the entry each prune batch appends (it attests the batch's anchor).
+pub const PRUNED: &str = "audit.pruned";
 
 const ANCHOR_SELECT: &str = "SELECT last_seq, last_hash, last_at, pruned_at, cutoff, pruned FROM audit_log_anchor ORDER BY id DESC LIMIT 1";
 
@@ -1236,10 +1241,14 @@ impl AuthStore for SqlAuthStore {
     }
 
     async fn verify_audit_chain(&self) -> StoreResult<Result<u64, i64>> {
-        let (mut prev, mut after) = match self.audit_anchor().await? {
-            Some(a) => (a.last_hash, a.last_seq),
+        let anchor = self.audit_anchor().await?;
+        let (mut prev, mut after) = match &anchor {
+            Some(a) => (a.last_hash.clone(), a.last_seq),
             None => (GENESIS.to_owned(), 0i64),
         };
+        // The first remaining entry, and whether the anchor is attested in the chain.
+        let mut first: Option<i64> = None;
+        let mut attested = anchor.is_none();
         let mut count = 0u64;
         loop {
             let rows = sqlx::query(sql(format!(
@@ -1249,7 +1258,10 @@ impl AuthStore for SqlAuthStore {
             .fetch_all(self.db.pool())
             .await?;
             if rows.is_empty() {
-                return Ok(Ok(count));
+                return Ok(match first {
+                    Some(f) if !attested => Err(f),
+                    _ => Ok(count),
+                });
             }
             for r in &rows {
                 let seq: i64 = r.try_get("seq")?;
@@ -1267,6 +1279,18 @@ impl AuthStore for SqlAuthStore {
                 };
                 if stored_prev != prev || entry_hash(&prev, &fields) != hash {
                     return Ok(Err(seq));
+                }
+                first.get_or_insert(seq);
+                if let Some(a) = &anchor
+                    && !attested
+                    && fields.action == PRUNED
+                {
+                    let m: serde_json::Value =
+                        serde_json::from_str(fields.metadata).unwrap_or_default();
+                    attested = m.get("last_seq").and_then(serde_json::Value::as_i64)
+                        == Some(a.last_seq)
+                        && m.get("last_hash").and_then(serde_json::Value::as_str)
+                            == Some(a.last_hash.as_str());
                 }
                 prev = hash;
                 after = seq;
@@ -1290,7 +1314,8 @@ impl AuthStore for SqlAuthStore {
         .bind(limit.clamp(1, 10_000))
         .fetch_all(&mut *tx)
         .await?;
-        let cut = to_millis(cutoff);
+        // Never past `now`: the attesting entries are stamped `now`, so a run converges.
+        let cut = to_millis(cutoff.min(now));
         let mut last: Option<(i64, i64, String)> = None;
         let mut count = 0i64;
         for r in &rows {
@@ -1311,7 +1336,7 @@ impl AuthStore for SqlAuthStore {
             last_hash,
             last_at: from_millis(last_at),
             pruned_at: now,
-            cutoff,
+            cutoff: from_millis(cut),
             pruned: count,
         };
         sqlx::query(
@@ -1329,6 +1354,44 @@ impl AuthStore for SqlAuthStore {
             .bind(last_seq)
             .execute(&mut *tx)
             .await?;
+        // The attestation, in the same transaction: an anchor without it is not ours. The
+        // tail was kept, so it is the predecessor (and appends are held by the lock).
+        let tail: String =
+            sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        let metadata = serde_json::json!({
+            "pruned": count,
+            "cutoff": cutoff,
+            "last_seq": anchor.last_seq,
+            "last_hash": anchor.last_hash,
+        })
+        .to_string();
+        let seq_text = anchor.last_seq.to_string();
+        let fields = EntryFields {
+            at_ms: to_millis(now),
+            actor_account_id: None,
+            action: PRUNED,
+            target_type: "audit_log",
+            target_id: &seq_text,
+            ip: "",
+            metadata: &metadata,
+        };
+        let hash = entry_hash(&tail, &fields);
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor_account_id, action, target_type, target_id, ip, metadata, prev_hash, hash)
+             VALUES ($1, NULL, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(fields.at_ms)
+        .bind(fields.action)
+        .bind(fields.target_type)
+        .bind(fields.target_id)
+        .bind(fields.ip)
+        .bind(fields.metadata)
+        .bind(&tail)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(anchor))
     }

@@ -133,18 +133,41 @@ async fn audit_prune_removes_only_due_entries_in_batches_and_verifies(s: &SqlAut
     assert_eq!(run.deleted, 25);
     assert_eq!(run.batches, 3, "10 + 10 + 5");
     let after = all(s).await;
-    // The 5 recent entries and the run's own `audit.pruned` entry remain.
-    assert_eq!(after.len(), 6);
+    // The 5 recent entries and one `audit.pruned` entry per batch remain.
+    assert_eq!(after.len(), 8);
     let cutoff = now() - TimeDelta::days(90);
     assert!(after.iter().all(|e| e.at >= cutoff));
-    assert_eq!(after[0].action, "audit.pruned");
-    assert_eq!(after[0].metadata["deleted"], json!(25));
+    let pruned: Vec<_> = after
+        .iter()
+        .filter(|e| e.action == "audit.pruned")
+        .collect();
+    assert_eq!(
+        pruned
+            .iter()
+            .map(|e| e.metadata["pruned"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![5, 10, 10],
+        "newest first"
+    );
+    // The recent entries are untouched (same seq and hash as before the run).
+    assert_eq!(
+        after
+            .iter()
+            .filter(|e| e.action != "audit.pruned")
+            .map(|e| (e.seq, e.hash.clone()))
+            .collect::<Vec<_>>(),
+        before[..5]
+            .iter()
+            .map(|e| (e.seq, e.hash.clone()))
+            .collect::<Vec<_>>()
+    );
     let anchor = s.audit_anchor().await.unwrap().unwrap();
     let last_old = &before[before.len() - 25];
     assert_eq!(anchor.last_seq, last_old.seq);
     assert_eq!(anchor.last_hash, last_old.hash);
-    assert_eq!(after[0].metadata["last_hash"], json!(anchor.last_hash));
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(6));
+    assert_eq!(anchor.pruned, 5);
+    assert_eq!(pruned[0].metadata["last_hash"], json!(anchor.last_hash));
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(8));
     // The run is recorded; a second run finds nothing and appends nothing.
     let runs = lifecycle::runs(s.database(), 10).await.unwrap();
     assert_eq!(runs.len(), 1);
@@ -160,10 +183,11 @@ async fn audit_prune_removes_only_due_entries_in_batches_and_verifies(s: &SqlAut
     .unwrap()
     .unwrap();
     assert_eq!(again.deleted, 0);
-    assert_eq!(all(s).await.len(), 6);
+    assert_eq!(again.batches, 0);
+    assert_eq!(all(s).await.len(), 8);
     // New appends continue the chain.
     fill(s, 0, 1).await;
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(7));
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(9));
     // 0 days: kept forever.
     let keep = LifecycleConfig {
         audit_log_days: 0,
@@ -198,7 +222,7 @@ async fn audit_prune_keeps_deletes_of_unanchored_rows_refused(s: &SqlAuthStore) 
         .unwrap();
     assert_eq!(anchor.pruned, 4);
     let rest = all(s).await;
-    assert_eq!(rest.len(), 3);
+    assert_eq!(rest.len(), 4, "3 recent + the attesting entry");
     // Rows after the anchor stay undeletable, and nothing can be edited.
     let newest_unanchored = rest.last().unwrap().seq;
     assert!(
@@ -227,14 +251,21 @@ async fn audit_prune_keeps_deletes_of_unanchored_rows_refused(s: &SqlAuthStore) 
             .await
             .is_err()
     );
-    assert_eq!(all(s).await.len(), 3);
-    // The newest entry is never pruned, even if it is due: the chain keeps its tail.
+    assert_eq!(all(s).await.len(), 4);
+    // The newest entry is never pruned, even if it is due (the chain keeps its tail), and
+    // pruning everything converges: each batch's own entry is stamped `now`.
     let far = now() + TimeDelta::days(10_000);
     let a = s.prune_audit_batch(far, 100, far).await.unwrap().unwrap();
-    assert_eq!(a.pruned, 2);
+    assert_eq!(
+        a.pruned, 3,
+        "the recent entries; the attesting entry is the tail"
+    );
+    let b = s.prune_audit_batch(far, 100, far).await.unwrap().unwrap();
+    assert_eq!(b.pruned, 1, "the first attesting entry");
+    // Left: the two entries stamped `far` (not older than the cutoff).
     assert!(s.prune_audit_batch(far, 100, far).await.unwrap().is_none());
-    assert_eq!(all(s).await.len(), 1);
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(1));
+    assert_eq!(all(s).await.len(), 2);
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(2));
 }
 
 async fn audit_prune_still_detects_edits_removals_and_forged_anchors(s: &SqlAuthStore) {
@@ -243,8 +274,11 @@ async fn audit_prune_still_detects_edits_removals_and_forged_anchors(s: &SqlAuth
         .await
         .unwrap()
         .unwrap();
-    let rest = all(s).await; // newest first
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(6));
+    // Newest first: [0] the attesting entry, [1..=6] the recent entries.
+    let rest = all(s).await;
+    assert_eq!(rest.len(), 7);
+    assert_eq!(rest[0].action, "audit.pruned");
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(7));
     let pool = s.database().pool();
     let (drop_update, drop_delete, restore) = match s.database().backend() {
         Backend::Sqlite => (
@@ -276,7 +310,7 @@ async fn audit_prune_still_detects_edits_removals_and_forged_anchors(s: &SqlAuth
         .execute(pool)
         .await
         .unwrap();
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(6));
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(7));
 
     // A forged anchor that does not match the first remaining row is detected there.
     let real = s.audit_anchor().await.unwrap().unwrap();
@@ -287,15 +321,31 @@ async fn audit_prune_still_detects_edits_removals_and_forged_anchors(s: &SqlAuth
         .execute(pool)
         .await
         .unwrap();
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[5].seq));
-    // (An anchor that repeats the true last hash is indistinguishable from a real one.)
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[6].seq));
+    // (Repeating the true anchor is indistinguishable from it.)
     sqlx::query(insert_anchor)
         .bind(real.last_seq)
         .bind(&real.last_hash)
         .execute(pool)
         .await
         .unwrap();
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(6));
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Ok(7));
+
+    // Removing the oldest remaining row without an anchor is detected at the next row ...
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(rest[6].seq)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[5].seq));
+    // ... and so it is with an anchor that links but that no `audit.pruned` entry attests.
+    sqlx::query(insert_anchor)
+        .bind(rest[6].seq)
+        .bind(&rest[6].hash)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[5].seq));
 
     // Removing a row in the middle is detected at the row after it.
     sqlx::query("DELETE FROM audit_log WHERE seq = $1")
@@ -303,16 +353,8 @@ async fn audit_prune_still_detects_edits_removals_and_forged_anchors(s: &SqlAuth
         .execute(pool)
         .await
         .unwrap();
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[1].seq));
-
-    // Removing the oldest remaining row without an anchor is detected at the next row.
-    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
-        .bind(rest[5].seq)
-        .execute(pool)
-        .await
-        .unwrap();
     if let Some(restore) = restore {
         sqlx::query(restore).execute(pool).await.unwrap();
     }
-    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[4].seq));
+    assert_eq!(s.verify_audit_chain().await.unwrap(), Err(rest[1].seq));
 }
