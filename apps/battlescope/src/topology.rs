@@ -162,6 +162,7 @@ pub async fn split(config: Config, names: Vec<ServiceName>) -> anyhow::Result<()
                 .register(ServiceClient::http(name, &service_url(&ctx.config, name)));
         }
     }
+    let auth_here = names.contains(&ServiceName::Authentication);
     let mut servers = Vec::new();
     let mut handles = Vec::new();
     for name in names {
@@ -172,11 +173,17 @@ pub async fn split(config: Config, names: Vec<ServiceName>) -> anyhow::Result<()
             .register(ServiceClient::in_process(name, handle.router.clone()));
         let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(BusCheck(ctx.bus.clone()))];
         checks.extend(handle.readiness.iter().cloned());
+        let mut router = handle.router.clone();
+        // The browser reaches login and its account only through the web port: relay those
+        // paths to the authentication service when it runs in another process.
+        if matches!(name, ServiceName::Bff | ServiceName::Web) && !auth_here {
+            router = router.merge(bs_bff::auth_relay::router(&service_url(
+                &ctx.config,
+                ServiceName::Authentication,
+            )));
+        }
         let app = standard_layers(
-            handle
-                .router
-                .clone()
-                .merge(ops_routes(name.as_str(), checks)),
+            router.merge(ops_routes(name.as_str(), checks)),
             name.as_str(),
         );
         let addr = format!("{}:{}", ctx.config.ports.host, ctx.config.ports.port(name));

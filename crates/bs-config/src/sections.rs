@@ -53,7 +53,8 @@ impl ServiceName {
             Self::Battle => Some("battlescope_battles"),
             Self::Notification => Some("battlescope_notifications"),
             Self::Authentication => Some("battlescope_auth"),
-            Self::Search | Self::Bff | Self::Web => None,
+            Self::Search => Some("battlescope_search"),
+            Self::Bff | Self::Web => None,
         }
     }
 

@@ -70,7 +70,9 @@ impl Default for TantivyConfig {
     fn default() -> Self {
         TantivyConfig {
             dir: None,
-            writer_memory: 128 << 20,
+            // tantivy's own default is 128 MB; 48 MB keeps the all-in-one process small and
+            // costs little indexing speed (segments are flushed a little more often).
+            writer_memory: 48 << 20,
             writer_threads: 1,
             commit_interval: Duration::from_millis(500),
         }
@@ -529,9 +531,12 @@ impl Inner {
             }
         }
         // Typos only when nothing matched as typed (Typesense's `typo_tokens_threshold = 1`),
-        // cheapest first: one typo per word, two per long word (skipped if no word is long),
-        // then a typo in the word being typed.
-        for (max_typos, prefix_typos) in [(1, false), (2, false), (1, true)] {
+        // cheapest and likeliest first: one typo per word, then one typo in the word still
+        // being typed, and only then two typos per long word. The distance-2 automaton over
+        // the word dictionary is by far the most expensive stage (≈ 5 ms at 1.36 M documents
+        // against ≈ 1 ms for the other two), and a prefix with one slip — the commonest typo
+        // while typing — is found by the stage before it, so it runs last.
+        for (max_typos, prefix_typos) in [(1, false), (1, true), (2, false)] {
             if !seen.is_empty() {
                 break;
             }

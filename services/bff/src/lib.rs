@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod auth_relay;
 pub mod clients;
 pub mod intel;
 pub mod lifecycle;

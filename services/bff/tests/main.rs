@@ -9,10 +9,12 @@
 //! * `account`: login, characters, role-aware navigation and 403 pages, CSRF on every form,
 //!   against the authentication service and the fake EVE SSO (a world of its own), with the
 //!   browser test (log in, link, set primary, an admin denies the alliance);
-//! * `admin`: the `/admin` pages' forms (accounts, roles, gating, ingestion, audit).
+//! * `admin`: the `/admin` pages' forms (accounts, roles, gating, ingestion, audit);
+//! * `auth_relay`: split mode's relay of login and account paths to the authentication service.
 
 mod account;
 mod admin;
+mod auth_relay;
 mod browser;
 mod http;
 mod notifications;

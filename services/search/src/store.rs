@@ -20,14 +20,7 @@ const CHUNK: usize = 300;
 /// Where the search state lives under `config`: the service's SQLite file, or its own
 /// PostgreSQL database next to the other services'.
 pub fn target(config: &Config) -> anyhow::Result<StoreTarget> {
-    if let Ok(t) = bs_runtime::store_target(config, ServiceName::Search) {
-        return Ok(t);
-    }
-    // The configuration names no database for search (it used to keep no relational state).
-    Ok(StoreTarget::Postgres {
-        server_url: config.store.url.clone(),
-        database: format!("{}_search", config.store.database_prefix),
-    })
+    bs_runtime::store_target(config, ServiceName::Search)
 }
 
 /// Opens and migrates the search state database.
