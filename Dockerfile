@@ -33,7 +33,10 @@ COPY --from=builder /out/battlescope /usr/local/bin/battlescope
 USER 10001:10001
 WORKDIR /data
 # Containers listen on every interface; the per-service ports are the defaults of `ports.*`.
-ENV BATTLESCOPE_DATA_DIR=/data \
+# MALLOC_ARENA_MAX: glibc's per-thread arenas fragment to ~190 MB in the all-in-one process
+# (measured by `battlescope bench`, see docs/BENCHMARKS.md); two arenas keep small nodes small.
+ENV MALLOC_ARENA_MAX=2 \
+    BATTLESCOPE_DATA_DIR=/data \
     BATTLESCOPE_LISTEN=0.0.0.0:3000 \
     BATTLESCOPE_PORTS__HOST=0.0.0.0 \
     BATTLESCOPE_LOG_FORMAT=json
