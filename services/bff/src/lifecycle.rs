@@ -5,7 +5,8 @@
 //!   stored, repaired, still missing), queued days and gaps; its retention runs;
 //! * battle: retention runs and re-clustering runs;
 //! * enrichment: retention runs of the enriched killmails;
-//! * notification: retention runs of the history.
+//! * notification: retention runs of the history;
+//! * authentication: retention runs of the audit log (rule `audit_log_days`, in days).
 //!
 //! A service that is down or not deployed is listed in `unavailable` and the rest is still
 //! answered (the dashboard panel degrades, it never fails). The dashboard shows a
@@ -61,7 +62,8 @@ pub struct Lifecycle {
     pub queued_days: Vec<String>,
     /// Newest first, all services.
     pub retention_runs: Vec<RetentionRun>,
-    /// The retention rules, `service.kind` → months (0: kept forever).
+    /// The retention rules, `service.kind` → months, or days where the kind ends in `_days`
+    /// (0: kept forever).
     pub retention_rules: std::collections::BTreeMap<String, u64>,
     pub recluster_runs: Vec<Value>,
     /// Services whose document could not be read, with the reason.
@@ -98,6 +100,7 @@ pub fn combine(
     enrichment: Result<Value, String>,
     battle: Result<Value, String>,
     notification: Result<Value, String>,
+    authentication: Result<Value, String>,
 ) -> Lifecycle {
     let mut out = Lifecycle::default();
     match ingestion {
@@ -163,6 +166,14 @@ pub fn combine(
         }
         Err(e) => out.unavailable.push(format!("notification: {e}")),
     }
+    match authentication {
+        Ok(v) => {
+            out.retention_runs
+                .extend(runs_of("authentication", v.get("retention_runs")));
+            rules_of("authentication", v.get("rules"), &mut out.retention_rules);
+        }
+        Err(e) => out.unavailable.push(format!("authentication: {e}")),
+    }
     out.retention_runs
         .sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.kind.cmp(&b.kind)));
     out
@@ -176,13 +187,14 @@ pub async fn gather(upstreams: &Upstreams) -> Lifecycle {
             .await
             .map_err(|e| e.to_string())
     };
-    let (i, e, b, n) = tokio::join!(
+    let (i, e, b, n, a) = tokio::join!(
         get(ServiceName::Ingestion),
         get(ServiceName::Enrichment),
         get(ServiceName::Battle),
-        get(ServiceName::Notification)
+        get(ServiceName::Notification),
+        get(ServiceName::Authentication)
     );
-    combine(i, e, b, n)
+    combine(i, e, b, n, a)
 }
 
 async fn lifecycle(State(state): State<AppState>) -> Json<Lifecycle> {
@@ -263,7 +275,14 @@ mod tests {
         });
         let bat = json!({"rules": {"battles": 60}, "retention_runs": [{"kind": "battles", "started_at": "2026-12-01T02:00:01Z", "deleted": 1, "status": "completed"}], "recluster_runs": []});
         let enr = json!({"rules": {"enriched_killmails": 60}, "retention_runs": []});
-        let l = combine(Ok(ing), Ok(enr), Ok(bat), Err("not deployed".into()));
+        let auth = json!({"rules": {"audit_log_days": 90}, "retention_runs": [{"kind": "audit_log", "started_at": "2026-12-01T02:00:02Z", "deleted": 3, "status": "completed"}]});
+        let l = combine(
+            Ok(ing),
+            Ok(enr),
+            Ok(bat),
+            Err("not deployed".into()),
+            Ok(auth),
+        );
         assert_eq!(l.last_verified_day.as_deref(), Some("2021-11-30"));
         assert_eq!(l.verification[0].repaired, 2);
         assert_eq!(l.gaps, vec!["2021-11-29"]);
@@ -273,13 +292,14 @@ mod tests {
                 .iter()
                 .map(|r| (r.service.as_str(), r.deleted))
                 .collect::<Vec<_>>(),
-            vec![("battle", 1), ("ingestion", 5)]
+            vec![("authentication", 3), ("battle", 1), ("ingestion", 5)]
         );
+        assert_eq!(l.retention_rules["authentication.audit_log_days"], 90);
         assert_eq!(l.retention_rules["ingestion.raw_killmails"], 60);
         assert_eq!(l.retention_rules["enrichment.enriched_killmails"], 60);
         assert_eq!(l.unavailable, vec!["notification: not deployed"]);
         let p = Panel::from(&l);
         assert_eq!(p.days.len(), 1);
-        assert_eq!(p.runs.len(), 2);
+        assert_eq!(p.runs.len(), 3);
     }
 }
