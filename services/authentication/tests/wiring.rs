@@ -73,6 +73,23 @@ async fn start_from_configuration_then_rotate_the_token_key() {
 
     // One login through the router the binary would serve.
     let router = handle.router.clone();
+    // Its data-lifecycle document: the audit-log rule, no anchor, no runs yet.
+    let lc = router
+        .clone()
+        .oneshot(Request::get("/lifecycle").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(lc.status(), StatusCode::OK);
+    let lc: serde_json::Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(lc.into_body())
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(lc["rules"]["audit_log_days"], 90, "{lc}");
+    assert_eq!(lc["audit_anchor"], serde_json::Value::Null, "{lc}");
+    assert_eq!(lc["retention_runs"], serde_json::json!([]), "{lc}");
     let start = router
         .clone()
         .oneshot(Request::get("/auth/login").body(Body::empty()).unwrap())
