@@ -1063,17 +1063,17 @@ async fn admin_audit_verify(
     Session(a): Session,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.require_admin(&a, AdminOp::Read, &meta).await?;
-    Ok(Json(
-        match s
-            .store()
-            .verify_audit_chain()
-            .await
-            .map_err(AuthError::from)?
-        {
-            Ok(n) => json!({"ok": true, "entries": n}),
-            Err(seq) => json!({"ok": false, "broken_at": seq}),
-        },
-    ))
+    let verdict = s
+        .store()
+        .verify_audit_chain()
+        .await
+        .map_err(AuthError::from)?;
+    // Where the walk started: the newest retention anchor (null: from the genesis hash).
+    let anchor = s.store().audit_anchor().await.map_err(AuthError::from)?;
+    Ok(Json(match verdict {
+        Ok(n) => json!({"ok": true, "entries": n, "anchor": anchor}),
+        Err(seq) => json!({"ok": false, "broken_at": seq, "anchor": anchor}),
+    }))
 }
 
 #[cfg(test)]

@@ -1307,6 +1307,37 @@ impl AuthStore for SqlAuthStore {
     ) -> StoreResult<Option<AuditAnchor>> {
         // Appends hold this lock too, so the tail read here is the tail.
         let _serialised = self.audit_lock.lock().await;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.prune_audit_batch_once(cutoff, limit, now).await {
+                // A replica's append took the same predecessor, or SQLite refused the
+                // upgrade to a write; the batch was rolled back as a whole, so retry.
+                Err(err) if attempt < 5 && is_retryable(&err) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 20))
+                        .await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
+        let row = sqlx::query(ANCHOR_SELECT)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(anchor_row).transpose()
+    }
+}
+
+impl SqlAuthStore {
+    /// One attempt of [`AuthStore::prune_audit_batch`] (the caller holds the audit lock).
+    async fn prune_audit_batch_once(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<AuditAnchor>> {
         let mut tx = self.db.begin().await?;
         let rows = sqlx::query(
             "SELECT seq, at, hash FROM audit_log WHERE seq < (SELECT MAX(seq) FROM audit_log) ORDER BY seq LIMIT $1",
@@ -1394,12 +1425,5 @@ impl AuthStore for SqlAuthStore {
         .await?;
         tx.commit().await?;
         Ok(Some(anchor))
-    }
-
-    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
-        let row = sqlx::query(ANCHOR_SELECT)
-            .fetch_optional(self.db.pool())
-            .await?;
-        row.as_ref().map(anchor_row).transpose()
     }
 }
