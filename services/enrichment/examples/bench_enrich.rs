@@ -150,6 +150,15 @@ async fn main() {
         Some(esi_client(fake.url())),
         Ttls::default(),
     ));
+    // The default ticker policy (corporations seen on >= 10 killmails), without the
+    // per-minute budget: the figure is what the policy costs for the week, not what a
+    // one-minute replay of it is allowed to spend.
+    knowledge
+        .tickers
+        .set_policy(bs_enrichment::tickers::TickerPolicy {
+            corporation_calls_per_minute: u32::MAX,
+            ..Default::default()
+        });
     let settings = PipelineSettings {
         inline_deadline: Duration::from_secs(30),
         ..PipelineSettings::default()
@@ -166,6 +175,31 @@ async fn main() {
         pending += cold.handle_events(chunk.to_vec()).await.unwrap().pending;
     }
     let resolved_later = cold.resolve_pending_once().await.unwrap();
+    // The background corporation fetches the policy queued (low priority in the service).
+    let now = chrono::Utc::now().timestamp_millis();
+    while knowledge.tickers.wanted() > 0 {
+        if knowledge
+            .fetch_wanted_tickers(now, Duration::from_secs(60))
+            .await
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let ticker_stats = &knowledge.tickers.stats;
+    println!(
+        "tickers: {} esi calls, {} resolved, {} deferred; policy {:?}",
+        ticker_stats
+            .esi_calls
+            .load(std::sync::atomic::Ordering::Relaxed),
+        ticker_stats
+            .resolved
+            .load(std::sync::atomic::Ordering::Relaxed),
+        ticker_stats
+            .deferred
+            .load(std::sync::atomic::Ordering::Relaxed),
+        knowledge.tickers.policy(),
+    );
     let cold_secs = t.elapsed().as_secs_f64();
     let stats = fake.stats();
     let calls: u64 = stats.requests.values().sum();

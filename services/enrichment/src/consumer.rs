@@ -204,6 +204,10 @@ impl Enricher {
                 .await;
             enriched = self.enrich_all(&prepared, now);
         }
+        // Once per new killmail: which corporations earn a ticker lookup (crate::tickers).
+        self.knowledge
+            .tickers
+            .observe(enriched.iter().map(|e| &e.event), now);
 
         let _guard = self.write_lock.lock().await;
         // Re-read under the lock only if another writer (the resolver) committed meanwhile.
@@ -286,6 +290,11 @@ impl Enricher {
     /// names in bulk (waiting for ESI up to the resolver deadline), then re-publish the
     /// rows whose content changed. Returns how many updates were published.
     pub async fn resolve_pending_once(&self) -> anyhow::Result<usize> {
+        // Corporation tickers first (budgeted, low priority): the rows re-published below
+        // then carry the ones that arrived.
+        self.knowledge
+            .fetch_wanted_tickers(self.now_ms(), self.settings.resolver_deadline)
+            .await;
         let mut after = 0;
         let mut updated = 0;
         loop {

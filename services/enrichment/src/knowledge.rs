@@ -238,12 +238,24 @@ impl Knowledge {
         deadline: Duration,
         wait: EsiWait,
     ) -> bool {
-        // Tickers run beside the names, under the same deadline, on their own slot.
-        let (names, tickers) = tokio::join!(
-            self.resolve_names(missing, now, deadline, wait),
-            self.tickers.resolve(missing, now, deadline, wait),
-        );
+        // Names first, tickers after them with what is left of the deadline: tickers are
+        // the lower priority and must not take ESI's answers (or its error budget) from the
+        // names. (Run side by side, a 5xx burst was absorbed by whichever requests came
+        // first, so names sometimes resolved and sometimes not: `faults::esi_5xx_bursts`.)
+        let started = tokio::time::Instant::now();
+        let names = self.resolve_names(missing, now, deadline, wait).await;
+        let left = deadline.saturating_sub(started.elapsed());
+        let tickers = self.tickers.resolve(missing, now, left, wait).await;
         names && tickers
+    }
+
+    /// The background fetch of corporation tickers the policy wants
+    /// ([`Tickers::fetch_wanted`]), only while no name lookup is running (low priority).
+    pub async fn fetch_wanted_tickers(&self, now: i64, deadline: Duration) -> usize {
+        if self.esi_slot.available_permits() == 0 {
+            return 0;
+        }
+        self.tickers.fetch_wanted(now, deadline).await
     }
 
     async fn resolve_names(

@@ -9,14 +9,33 @@
 //! the SDE. The offline demo seeds the real tickers bundled in `data/names/esi-tickers.tsv.gz`
 //! (from the ESI entity lists in `../shared/data/esi/entities/`).
 //!
+//! # Which tickers are asked for ([`TickerPolicy`])
+//!
+//! One GET per entity is what made tickers expensive: the 79k-killmail week names ~6,500
+//! player corporations and ~780 alliances, and asking for all of them cost 0.094 ESI calls
+//! per killmail against a goal of 0.05 (names in bulk cost 0.002). So:
+//!
+//! * **Alliance tickers are eager**: few (one call per ~100 killmails on that week) and what
+//!   users type most (`[GSF]`, `CONDI`). An unknown one makes the killmail pending, like a
+//!   name, and a later revision carries it.
+//! * **Corporation tickers are fetched only for corporations that matter**: seen on at least
+//!   [`TickerPolicy::corporation_min_killmails`] killmails (default 10) within
+//!   [`TickerPolicy::window`] (7 days). Half the corporations of that week appear on fewer
+//!   than five killmails; the 2,621 seen on ≥ 10 are the ones that show up in battle reports
+//!   and get searched. They are asked for in the background ([`Tickers::fetch_wanted`], from
+//!   the resolver), only while no name lookup is running, and under
+//!   [`TickerPolicy::corporation_calls_per_minute`], so they never compete with names or
+//!   killmail bodies. A corporation ticker is **never pending**: a killmail without one is
+//!   complete, and the killmails after the fetch carry it (which is how search learns it).
+//!
 //! The pipeline never waits on these calls longer than it waits for names: [`fill`] only
-//! reads memory and reports what is missing (into [`Missing`], which makes the killmail
-//! `names_pending`), and [`Tickers::resolve`] asks ESI under the caller's deadline on its own
-//! slot (so a long ticker backlog never holds up the bulk name lookups). What a deadline cut
-//! off keeps running in the background; the resolver's later pass re-publishes the killmail
-//! with the tickers and a higher `revision`, exactly as for late names.
+//! reads memory and reports the missing alliance tickers (into [`Missing`], which makes the
+//! killmail `names_pending`), and [`Tickers::resolve`] asks ESI after the names, under what
+//! is left of the caller's deadline, on its own slot. What a deadline cut off keeps running
+//! in the background; the resolver's later pass re-publishes the killmail with the tickers
+//! and a higher `revision`, exactly as for late names.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +45,7 @@ use bs_esi::{EsiClient, EsiError};
 use bs_events::{Affiliation, KillmailEnriched};
 use bs_sde::StaticData;
 use futures::StreamExt;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::domain::{Enriched, Missing};
@@ -40,6 +59,79 @@ pub const ALLIANCE: &str = "alliance_ticker";
 
 /// At most this many ESI calls in flight for tickers (the client has its own limits too).
 const CONCURRENCY: usize = 8;
+/// Fewer in flight for the background corporation fetches (low priority).
+const BACKGROUND_CONCURRENCY: usize = 2;
+
+/// Which corporation tickers are worth one ESI call each (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TickerPolicy {
+    /// A player corporation's ticker is asked for once it was seen on this many killmails
+    /// within [`Self::window`]. 1 asks for every corporation (the old behaviour).
+    pub corporation_min_killmails: u32,
+    /// How long sightings count.
+    pub window: Duration,
+    /// Upper bound on `GET /corporations/{id}` per minute (`u32::MAX`: none).
+    pub corporation_calls_per_minute: u32,
+}
+
+impl Default for TickerPolicy {
+    fn default() -> Self {
+        Self {
+            corporation_min_killmails: 10,
+            window: Duration::from_secs(7 * 86_400),
+            corporation_calls_per_minute: 60,
+        }
+    }
+}
+
+/// Killmail counts per corporation within the policy window. Pure (time as a parameter).
+#[derive(Debug, Default)]
+pub struct Sightings {
+    /// id -> (killmails seen, start of its window, unix ms).
+    seen: HashMap<i64, (u32, i64)>,
+}
+
+impl Sightings {
+    /// Counts one killmail for corporation `id` at `now`; true when this sighting makes it
+    /// reach the threshold (it is then forgotten: the caller asks for it once).
+    pub fn see(&mut self, id: i64, now: i64, policy: &TickerPolicy) -> bool {
+        if self.seen.len() > MAX_IN_MEMORY {
+            self.seen.clear();
+        }
+        let window = millis(policy.window);
+        let entry = self.seen.entry(id).or_insert((0, now));
+        if now.saturating_sub(entry.1) > window {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if entry.0 >= policy.corporation_min_killmails.max(1) {
+            self.seen.remove(&id);
+            return true;
+        }
+        false
+    }
+}
+
+/// A fixed one-minute window of corporation ticker calls.
+#[derive(Debug, Default)]
+struct Budget {
+    minute: i64,
+    used: u32,
+}
+
+impl Budget {
+    /// Takes up to `want` calls at `now`; returns how many may be made.
+    fn take(&mut self, want: usize, now: i64, per_minute: u32) -> usize {
+        let minute = now.div_euclid(60_000);
+        if minute != self.minute {
+            *self = Self { minute, used: 0 };
+        }
+        let left = per_minute.saturating_sub(self.used) as usize;
+        let n = want.min(left);
+        self.used = self.used.saturating_add(n as u32);
+        n
+    }
+}
 /// Entries the in-process maps may hold before they are cleared (memory bound).
 const MAX_IN_MEMORY: usize = 1_000_000;
 
@@ -126,6 +218,13 @@ pub struct Tickers {
     alliances: RwLock<HashMap<i64, Held>>,
     /// One ticker lookup at a time, separate from the name lookups' slot.
     slot: Arc<Semaphore>,
+    policy: RwLock<TickerPolicy>,
+    sightings: Mutex<Sightings>,
+    /// Corporations that reached the threshold and wait for their background fetch.
+    wanted: Mutex<BTreeSet<i64>>,
+    /// Of those, taken by a fetch still running.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    budget: Mutex<Budget>,
     pub stats: TickerStats,
 }
 
@@ -144,8 +243,102 @@ impl Tickers {
             corporations: RwLock::new(HashMap::new()),
             alliances: RwLock::new(HashMap::new()),
             slot: Arc::new(Semaphore::new(1)),
+            policy: RwLock::new(TickerPolicy::default()),
+            sightings: Mutex::new(Sightings::default()),
+            wanted: Mutex::new(BTreeSet::new()),
+            in_flight: Arc::default(),
+            budget: Mutex::new(Budget::default()),
             stats: TickerStats::default(),
         }
+    }
+
+    /// Replaces the policy (configuration, tests, the benchmark).
+    pub fn set_policy(&self, policy: TickerPolicy) {
+        *self.policy.write() = policy;
+    }
+
+    pub fn policy(&self) -> TickerPolicy {
+        self.policy.read().clone()
+    }
+
+    /// Corporations waiting for their background ticker fetch (queued or being asked).
+    pub fn wanted(&self) -> usize {
+        self.wanted.lock().len() + self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Counts the player corporations of freshly enriched killmails (once per killmail)
+    /// whose ticker is unknown; those reaching the policy threshold are queued for
+    /// [`Self::fetch_wanted`]. Never does IO.
+    pub fn observe<'a>(&self, events: impl IntoIterator<Item = &'a KillmailEnriched>, now: i64) {
+        let policy = self.policy.read().clone();
+        let mut due = Vec::new();
+        {
+            let mut sightings = self.sightings.lock();
+            let mut corporations = BTreeSet::new();
+            for event in events {
+                corporations.clear();
+                let people = std::iter::once(&event.victim.who)
+                    .chain(event.attackers.iter().map(|a| &a.who));
+                for who in people {
+                    if let Some(id) = who.corporation_id.filter(|&i| i > 0)
+                        && who.corporation_ticker.is_none()
+                        && self.corporation(id, now).is_none()
+                    {
+                        corporations.insert(id);
+                    }
+                }
+                for &id in &corporations {
+                    if sightings.see(id, now, &policy) {
+                        due.push(id);
+                    }
+                }
+            }
+        }
+        if !due.is_empty() {
+            self.wanted.lock().extend(due);
+        }
+    }
+
+    /// Asks ESI for the queued corporation tickers, within the per-minute budget and on
+    /// the ticker slot (skipped when a ticker lookup is running). Ids that got no answer
+    /// (ESI said "wait", or the deadline passed) stay queued. Returns how many were asked.
+    pub async fn fetch_wanted(self: &Arc<Self>, now: i64, deadline: Duration) -> usize {
+        let Some(esi) = self.esi.clone() else {
+            return 0;
+        };
+        let Ok(permit) = Arc::clone(&self.slot).try_acquire_owned() else {
+            return 0;
+        };
+        let per_minute = self.policy.read().corporation_calls_per_minute;
+        let ids: Vec<i64> = {
+            let mut wanted = self.wanted.lock();
+            let n = self.budget.lock().take(wanted.len(), now, per_minute);
+            let ids: Vec<i64> = wanted.iter().copied().take(n).collect();
+            for id in &ids {
+                wanted.remove(id);
+            }
+            self.in_flight.fetch_add(ids.len(), Ordering::AcqRel);
+            ids
+        };
+        if ids.is_empty() {
+            return 0;
+        }
+        let asked = ids.len();
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let kinds = ids.iter().map(|&id| (Kind::Corporation, id)).collect();
+            this.ask(&esi, kinds, now, BACKGROUND_CONCURRENCY).await;
+            // Whatever got no answer is asked again on a later pass.
+            let unanswered: Vec<i64> = ids
+                .into_iter()
+                .filter(|&id| this.corporation(id, now).is_none())
+                .collect();
+            this.wanted.lock().extend(unanswered);
+            this.in_flight.fetch_sub(asked, Ordering::AcqRel);
+        });
+        let _ = tokio::time::timeout(deadline, task).await;
+        asked
     }
 
     fn map(&self, kind: Kind) -> &RwLock<HashMap<i64, Held>> {
@@ -267,14 +460,20 @@ impl Tickers {
         let this = Arc::clone(self);
         let task = tokio::spawn(async move {
             let _permit = permit;
-            this.ask_esi(&esi, ids, now).await
+            this.ask(&esi, ids, now, CONCURRENCY).await
         });
         matches!(tokio::time::timeout(deadline, task).await, Ok(Ok(true)))
     }
 
     /// One GET per id, a few in flight; stops early when ESI says "wait". True when every
     /// id got an answer.
-    async fn ask_esi(&self, esi: &EsiClient, ids: Vec<(Kind, i64)>, now: i64) -> bool {
+    async fn ask(
+        &self,
+        esi: &EsiClient,
+        ids: Vec<(Kind, i64)>,
+        now: i64,
+        concurrency: usize,
+    ) -> bool {
         let total = ids.len();
         let answers: Vec<(Kind, i64, Result<String, EsiError>)> = futures::stream::iter(ids)
             .map(|(kind, id)| async move {
@@ -285,7 +484,7 @@ impl Tickers {
                 };
                 (kind, id, r)
             })
-            .buffer_unordered(CONCURRENCY)
+            .buffer_unordered(concurrency)
             // ESI said "wait" (or failed): the rest is deferred to a later pass.
             .take_while(|(_, _, r)| std::future::ready(!matches!(r, Err(e) if e.is_transient())))
             .collect()
@@ -336,8 +535,9 @@ impl Tickers {
 }
 
 /// Sets the tickers of every participant from the two lookups (`None` = unknown,
-/// `Some(None)` = does not exist); adds the unknown ones to `missing` and marks the event
-/// pending when there are any. Pure.
+/// `Some(None)` = does not exist); adds the unknown alliance tickers to `missing` and marks
+/// the event pending when there are any. An unknown corporation ticker is left empty and is
+/// not pending: whether it is fetched at all is [`TickerPolicy`]'s call. Pure.
 pub fn fill(
     event: &mut KillmailEnriched,
     missing: &mut Missing,
@@ -346,13 +546,10 @@ pub fn fill(
 ) {
     let before = missing.corporation_tickers.len() + missing.alliance_tickers.len();
     let mut one = |who: &mut Affiliation| {
-        if let Some(id) = who.corporation_id.filter(|&i| i > 0) {
-            match corporation(id) {
-                Some(t) => who.corporation_ticker = t,
-                None => {
-                    missing.corporation_tickers.insert(id);
-                }
-            }
+        if let Some(id) = who.corporation_id.filter(|&i| i > 0)
+            && let Some(t) = corporation(id)
+        {
+            who.corporation_ticker = t;
         }
         if let Some(id) = who.alliance_id.filter(|&i| i > 0) {
             match alliance(id) {
@@ -375,6 +572,33 @@ pub fn fill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_corporation_is_wanted_on_its_nth_killmail_within_the_window() {
+        let policy = TickerPolicy {
+            corporation_min_killmails: 3,
+            window: Duration::from_secs(60),
+            ..TickerPolicy::default()
+        };
+        let mut s = Sightings::default();
+        assert!(!s.see(1, 0, &policy));
+        assert!(!s.see(1, 1_000, &policy));
+        // Two sightings, then the window passes: counting starts again.
+        assert!(!s.see(1, 70_000, &policy));
+        assert!(!s.see(1, 71_000, &policy));
+        assert!(s.see(1, 72_000, &policy));
+        // Seen once: never wanted.
+        assert!(!s.see(2, 72_000, &policy));
+    }
+
+    #[test]
+    fn the_budget_caps_calls_per_minute() {
+        let mut b = Budget::default();
+        assert_eq!(b.take(50, 1_000, 60), 50);
+        assert_eq!(b.take(50, 2_000, 60), 10);
+        assert_eq!(b.take(50, 3_000, 60), 0);
+        assert_eq!(b.take(50, 61_000, 60), 50);
+    }
 
     #[test]
     fn bundled_tickers_are_real() {
