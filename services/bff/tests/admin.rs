@@ -41,7 +41,10 @@ async fn accounts_can_be_found_blocked_unblocked_and_given_roles() {
         page.body
             .contains("<option value=\"admin\" selected>admin</option>")
     );
-    assert!(u.get("/admin").await.status == 200);
+    let overview = u.get("/admin").await;
+    assert!(overview.status == 200);
+    // The lifecycle status (verification, gaps, retention runs) is on the admin overview too.
+    assert!(overview.body.contains("Data lifecycle"), "{}", overview.body);
     assert!(u.get("/").await.body.contains("href=\"/admin\""));
     // Revoke it again (an empty role).
     let t = sa.csrf();

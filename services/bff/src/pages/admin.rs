@@ -183,6 +183,8 @@ pub struct OverviewPage {
     pub accounts: String,
     pub jobs_running: usize,
     pub denied: usize,
+    /// Verification, gaps and retention runs, as on the dashboard (`/api/lifecycle`).
+    pub lifecycle: crate::lifecycle::Panel,
 }
 
 /// `GET /admin`.
@@ -197,12 +199,13 @@ pub async fn overview(
         Err(r) => return r,
     };
     let (mut layout, f) = frame("Admin", "overview", &headers, &me, &q);
-    let (accounts, config, jobs) = tokio::join!(
+    let (accounts, config, jobs, lifecycle) = tokio::join!(
         auth_call(&state, Method::GET, "/admin/accounts?limit=1", &fwd.0, None),
         auth_call(&state, Method::GET, "/admin/config", &fwd.0, None),
         state
             .upstreams
             .json::<Value>(ServiceName::Ingestion, "/backfill/jobs", false),
+        crate::lifecycle::gather(&state.upstreams),
     );
     let accounts = match accounts {
         Ok(v) => v["total"].as_i64().map_or("–".into(), |n| n.to_string()),
@@ -230,6 +233,7 @@ pub async fn overview(
         accounts,
         jobs_running,
         denied,
+        lifecycle: crate::lifecycle::Panel::from(&lifecycle),
     })
 }
 
