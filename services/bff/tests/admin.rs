@@ -44,7 +44,11 @@ async fn accounts_can_be_found_blocked_unblocked_and_given_roles() {
     let overview = u.get("/admin").await;
     assert!(overview.status == 200);
     // The lifecycle status (verification, gaps, retention runs) is on the admin overview too.
-    assert!(overview.body.contains("Data lifecycle"), "{}", overview.body);
+    assert!(
+        overview.body.contains("Data lifecycle"),
+        "{}",
+        overview.body
+    );
     assert!(u.get("/").await.body.contains("href=\"/admin\""));
     // Revoke it again (an empty role).
     let t = sa.csrf();
