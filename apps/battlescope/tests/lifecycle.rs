@@ -48,13 +48,24 @@ fn retention_deletes_reach_search_and_the_lifecycle_status() {
     let dir = bs_testkit::temp_dir();
     let app = crate::start(&["demo"], dir.path());
     let base = app.base.clone();
-    // The demo imports its sample; wait until battles exist and search indexed all of them.
+    // The demo imports its sample in the background: wait until the pipeline is quiet (the same
+    // killmail and battle counts for several consecutive reads) and search indexed every battle,
+    // so the counts below are final rather than a snapshot of an import in progress.
     let mut battles = 0;
-    wait_for("battles indexed", 240, || {
-        battles = get(&base, "/api/stats")["battles_total"]
-            .as_i64()
-            .unwrap_or(0);
-        battles > 0 && search_total(&base, "battles") == battles
+    let mut last = (-1, -1);
+    let mut steady = 0;
+    wait_for("the demo import to settle and battles indexed", 300, || {
+        let stats = get(&base, "/api/stats");
+        let now = (
+            stats["killmails_total"].as_i64().unwrap_or(0),
+            stats["battles_total"].as_i64().unwrap_or(0),
+        );
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+        battles = now.1;
+        // 250 ms apart: forty equal reads are ten seconds without a change (enrichment
+        // re-publishes revisions after the import itself, and each may touch a battle).
+        steady >= 40 && battles > 0 && search_total(&base, "battles") == battles
     });
     wait_for("killmails indexed", 240, || {
         search_total(&base, "killmails") > 0
