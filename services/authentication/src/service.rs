@@ -727,9 +727,18 @@ impl AuthService {
                             .collect()
                     })
                     .unwrap_or_default();
-                self.store
+                if let Err(e) = self
+                    .store
                     .create_account(&account, &character, token.as_ref(), &roles)
-                    .await?;
+                    .await
+                {
+                    // Two first logins of one character at once: the other created the account
+                    // (the character's unique key refused ours). Log in to that one instead.
+                    if existing.is_none() && self.store.character(v.character_id).await?.is_some() {
+                        return Box::pin(self.apply_identity(v, grant, intent, method, meta)).await;
+                    }
+                    return Err(e.into());
+                }
                 self.audit(
                     Some(&account_id),
                     "account.created",
