@@ -165,6 +165,35 @@ async fn a_second_login_gets_a_new_session_and_the_same_account() {
 }
 
 #[tokio::test]
+async fn two_first_logins_of_one_character_at_once_share_one_account() {
+    let w = World::new().await;
+    w.character(1003, "Charlie Twice", 10, None);
+    let mut laptop = Browser::new();
+    let mut phone = Browser::at("127.0.0.2:40000");
+    // Both reach the callback before either has created the account. The two callbacks
+    // interleave only at their awaits, so this does not force the unique-key race every run
+    // (it passed without the fix here); it pins the outcome when the race does happen.
+    let start_a = laptop.get(&w, "/auth/login").await;
+    let start_b = phone.get(&w, "/auth/login").await;
+    let callback_a = laptop.at_sso(&w, &start_a.location(), 1003).await;
+    let callback_b = phone.at_sso(&w, &start_b.location(), 1003).await;
+    let (a, b) = tokio::join!(laptop.get(&w, &callback_a), phone.get(&w, &callback_b));
+    for r in [&a, &b] {
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.json());
+        assert_eq!(r.location(), "/");
+    }
+    let me_a = laptop.get(&w, "/me").await.json();
+    let me_b = phone.get(&w, "/me").await.json();
+    assert_eq!(me_a["account_id"], me_b["account_id"]);
+    let created = audit_actions(&w)
+        .await
+        .into_iter()
+        .filter(|a| a == "account.created")
+        .count();
+    assert_eq!(created, 1, "one account, created once");
+}
+
+#[tokio::test]
 async fn sessions_expire_when_idle_and_absolutely() {
     let w = World::new().await;
     w.character(1001, "Alpha", 10, None);
