@@ -424,7 +424,7 @@ async fn ws_user(
     let hub = Arc::clone(&s.notifier.hub);
     let (id, rx) = hub.join(&a, QUEUE);
     Ok(small_buffers(upgrade).on_upgrade(move |socket| async move {
-        pump(socket, rx).await;
+        pump(socket, rx, &hub).await;
         hub.leave(&a, id);
     }))
 }
@@ -447,7 +447,7 @@ async fn ws_public(
     let hub = Arc::clone(&s.notifier.hub);
     let (id, rx) = hub.join_public(compiled, QUEUE);
     Ok(small_buffers(upgrade).on_upgrade(move |socket| async move {
-        pump(socket, rx).await;
+        pump(socket, rx, &hub).await;
         hub.leave_public(id);
     }))
 }
@@ -533,17 +533,30 @@ fn small_buffers(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         .max_frame_size(64 * 1024)
 }
 
+/// How long one socket write may stall before the socket is closed. The timer is only
+/// registered when a write does not complete at once, so the fast path pays nothing for it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Moves hub messages to the socket until either side ends. The hub closing our channel
 /// means we were too slow: we say so (1013, try again later) and close.
-async fn pump(mut socket: WebSocket, mut rx: tokio::sync::mpsc::Receiver<Message>) {
+/// Each socket has its own pump task, so one killmail's N writes run on every worker thread
+/// at once; the text handed to the socket is the hub's shared bytes (no copy per client).
+async fn pump(
+    mut socket: WebSocket,
+    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    hub: &crate::Hub,
+) {
     let mut ping = tokio::time::interval(Duration::from_secs(30));
     ping.tick().await;
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(m) => {
-                    if socket.send(WsMessage::Text(m.as_ref().into())).await.is_err() {
-                        break;
+                    // A write that cannot finish is a reader that stopped reading: the hub
+                    // drops it once its queue is full, and this ends its socket.
+                    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(WsMessage::Text(m.text()))).await {
+                        Ok(Ok(())) => hub.wrote(),
+                        Ok(Err(_)) | Err(_) => break,
                     }
                 }
                 None => {

@@ -1,5 +1,6 @@
 //! The one integration-test binary of bs-notification.
 
+mod fanout;
 mod helpers;
 mod kill9;
 mod lifecycle;

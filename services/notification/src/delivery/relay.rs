@@ -10,14 +10,21 @@
 //!
 //! A relay nobody polled for [`IDLE`] is dropped (the BFF went away without a DELETE).
 //! A relay the hub dropped as slow answers its last messages with `closed: true`.
+//!
+//! One poll at a time takes messages, in queue order. A new poll supersedes a waiting one:
+//! the old one answers empty at once, without taking anything. A caller that gave up on a
+//! poll (its HTTP request cancelled, which a server does not notice until it writes) would
+//! otherwise leave that poll holding the queue for up to [`MAX_WAIT`] and swallowing the next
+//! message into a response nobody reads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use rand::Rng as _;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::ws::{Hub, Message};
@@ -40,6 +47,9 @@ struct Relay {
     joined: Joined,
     rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
     last_poll: Mutex<Instant>,
+    /// Polls started; a poll whose number is no longer the latest gives way.
+    polls: AtomicU64,
+    superseded: Notify,
 }
 
 /// A poll's answer.
@@ -78,6 +88,8 @@ impl Relays {
                 joined,
                 rx: tokio::sync::Mutex::new(rx),
                 last_poll: Mutex::new(Instant::now()),
+                polls: AtomicU64::new(0),
+                superseded: Notify::new(),
             }),
         );
         token
@@ -131,7 +143,8 @@ impl Relays {
         }
     }
 
-    /// Waits up to `wait` for the first message, then takes what else is queued.
+    /// Waits up to `wait` for the first message, then takes what else is queued. A later
+    /// poll of the same relay makes this one answer empty at once (see the module doc).
     pub async fn poll(&self, token: &str, wait: Duration) -> Batch {
         self.sweep();
         let Some(relay) = self.open.lock().get(token).cloned() else {
@@ -141,24 +154,43 @@ impl Relays {
             };
         };
         *relay.last_poll.lock() = Instant::now();
-        let mut rx = relay.rx.lock().await;
+        let mine = relay.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        relay.superseded.notify_waiters();
+        let current = || relay.polls.load(Ordering::SeqCst) == mine;
+        let deadline = Instant::now() + wait.min(MAX_WAIT);
         let mut out = Batch::default();
-        match tokio::time::timeout(wait.min(MAX_WAIT), rx.recv()).await {
-            Err(_) => {}
-            Ok(None) => out.closed = true,
-            Ok(Some(m)) => {
-                out.messages.push(m);
-                while out.messages.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(m) => out.messages.push(m),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            out.closed = true;
-                            break;
+        // Registered before each check of `current`, so a later poll's notify is never missed.
+        let gave_way = relay.superseded.notified();
+        tokio::pin!(gave_way);
+        gave_way.as_mut().enable();
+        let mut rx = tokio::select! {
+            rx = relay.rx.lock() => rx,
+            () = &mut gave_way => return out,
+            () = tokio::time::sleep_until(deadline) => return out,
+        };
+        if !current() {
+            return out;
+        }
+        tokio::select! {
+            biased;
+            () = &mut gave_way => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            m = rx.recv() => match m {
+                None => out.closed = true,
+                Some(m) => {
+                    out.messages.push(m);
+                    while out.messages.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(m) => out.messages.push(m),
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => {
+                                out.closed = true;
+                                break;
+                            }
                         }
                     }
                 }
-            }
+            },
         }
         drop(rx);
         *relay.last_poll.lock() = Instant::now();
