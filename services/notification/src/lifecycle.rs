@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,14 +22,15 @@ use bs_bus::Delivery;
 use bs_config::LifecycleConfig;
 use bs_events::{BattleDeleted, Envelope, KillmailDeleted, topics};
 use bs_runtime::Clock;
-use bs_store::sqlx::{self, Row};
-use bs_store::{Database, dynamic_sql};
-use chrono::{DateTime, Months, Utc};
-use serde::Serialize;
+use bs_runtime::retention;
+use bs_store::Database;
+use bs_store::sqlx;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::payload::{KIND_BATTLE, KIND_KILLMAIL};
+
+pub use bs_runtime::retention::RetentionRun;
 
 /// The consumer group of the deletion consumer.
 pub const CONSUMER_GROUP: &str = "notification-lifecycle";
@@ -41,7 +41,7 @@ pub const NOTIFICATION_HISTORY: &str = "notification_history";
 /// Metric names.
 pub mod metric {
     /// Counter, label `kind`: rows deleted by retention.
-    pub const DELETED: &str = "battlescope_retention_cleanup_deleted_total";
+    pub const DELETED: &str = bs_runtime::retention::metric::DELETED;
     /// Counter, label `topic`: history rows dropped because their subject was deleted.
     pub const FORGOTTEN: &str = "battlescope_notification_forgotten_total";
 }
@@ -102,72 +102,9 @@ pub async fn forget(
     Ok(removed)
 }
 
-/// One retention run of the history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RetentionRun {
-    pub id: String,
-    pub kind: String,
-    pub cutoff: DateTime<Utc>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub deleted: i64,
-    pub batches: i64,
-    pub status: String,
-    pub error: Option<String>,
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(v).unwrap_or_default()
-}
-
-async fn save(db: &Database, r: &RetentionRun) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO retention_runs (id, kind, cutoff_ms, started_at, finished_at, deleted, batches, status, error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id, kind) DO UPDATE SET finished_at = excluded.finished_at, \
-         deleted = excluded.deleted, batches = excluded.batches, status = excluded.status, error = excluded.error",
-    )
-    .bind(r.id.clone())
-    .bind(r.kind.clone())
-    .bind(ms(r.cutoff))
-    .bind(ms(r.started_at))
-    .bind(r.finished_at.map(ms))
-    .bind(r.deleted)
-    .bind(r.batches)
-    .bind(r.status.clone())
-    .bind(r.error.clone())
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
 /// The newest runs first.
 pub async fn runs(db: &Database, limit: i64) -> anyhow::Result<Vec<RetentionRun>> {
-    let rows = sqlx::query(
-        "SELECT id, kind, cutoff_ms, started_at, finished_at, deleted, batches, status, error FROM retention_runs \
-         ORDER BY started_at DESC LIMIT $1",
-    )
-    .bind(limit.clamp(1, 500))
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RetentionRun {
-                id: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                cutoff: from_ms(r.try_get(2)?),
-                started_at: from_ms(r.try_get(3)?),
-                finished_at: r.try_get::<Option<i64>, _>(4)?.map(from_ms),
-                deleted: r.try_get(5)?,
-                batches: r.try_get(6)?,
-                status: r.try_get(7)?,
-                error: r.try_get(8)?,
-            })
-        })
-        .collect()
+    retention::recent_runs(db, limit).await
 }
 
 /// Deletes history older than the rule's cutoff in batches; `None` when no rule applies.
@@ -178,71 +115,37 @@ pub async fn run_retention(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<RetentionRun>> {
     let now = clock.now();
-    if config.notification_history_months == 0 {
-        return Ok(None);
-    }
-    let Some(cut) = now.checked_sub_months(Months::new(config.notification_history_months)) else {
+    let Some(cut) = retention::months_cutoff(now, config.notification_history_months) else {
         return Ok(None);
     };
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let mut r = RetentionRun {
-        id: format!("{}-{}", ms(now), SEQ.fetch_add(1, Ordering::Relaxed)),
-        kind: NOTIFICATION_HISTORY.into(),
-        cutoff: cut,
-        started_at: now,
-        finished_at: None,
-        deleted: 0,
-        batches: 0,
-        status: "running".into(),
-        error: None,
-    };
-    save(db, &r).await?;
     let limit = i64::from(config.retention_batch.clamp(1, 10_000));
-    let result: anyhow::Result<()> = async {
-        while !shutdown.is_cancelled() {
-            let mut tx = db.begin().await?;
-            let ids: Vec<(i64,)> = sqlx::query_as(
-                "SELECT id FROM notifications WHERE created_ms < $1 ORDER BY created_ms, id LIMIT $2",
-            )
-            .bind(ms(cut))
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-            if ids.is_empty() {
-                break;
-            }
-            for chunk in ids.chunks(64) {
-                let l = (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let mut q = sqlx::query(dynamic_sql(format!(
-                    "DELETE FROM notifications WHERE id IN ({l})"
-                )));
-                for (id,) in chunk {
-                    q = q.bind(*id);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            r.deleted += ids.len() as i64;
-            r.batches += 1;
-            metrics::counter!(metric::DELETED, "kind" => NOTIFICATION_HISTORY)
-                .increment(ids.len() as u64);
-        }
-        Ok(())
-    }
-    .await;
-    r.finished_at = Some(clock.now());
-    match result {
-        Ok(()) => r.status = "completed".into(),
-        Err(e) => {
-            r.status = "failed".into();
-            r.error = Some(e.to_string());
-        }
-    }
-    save(db, &r).await?;
-    Ok(Some(r))
+    let run = retention::run_batches(
+        db,
+        clock,
+        &retention::run_id(now),
+        NOTIFICATION_HISTORY,
+        cut,
+        shutdown,
+        || history_batch(db, cut.timestamp_millis(), limit),
+    )
+    .await?;
+    Ok(Some(run))
+}
+
+/// One batch: the oldest `limit` history rows created before `cutoff_ms`.
+async fn history_batch(db: &Database, cutoff_ms: i64, limit: i64) -> anyhow::Result<u64> {
+    let mut tx = db.begin().await?;
+    let ids: Vec<(i64,)> = sqlx::query_as(
+        "SELECT id FROM notifications WHERE created_ms < $1 ORDER BY created_ms, id LIMIT $2",
+    )
+    .bind(cutoff_ms)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids: Vec<i64> = ids.into_iter().map(|(id,)| id).collect();
+    let deleted = retention::delete_ids(&mut tx, "notifications", "id", &ids, 64).await?;
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 /// The daily scheduler.
@@ -254,32 +157,18 @@ pub struct Retention {
 
 impl Retention {
     pub async fn run(self, shutdown: CancellationToken) {
-        use chrono::Timelike as _;
         let at = self.config.retention_minute().unwrap_or(120);
-        loop {
-            let now = self.clock.now();
-            let today_at = now
-                .date_naive()
-                .and_hms_opt(at / 60, at % 60, 0)
-                .unwrap_or_default()
-                .and_utc();
-            let last = runs(&self.db, 1)
-                .await
-                .ok()
-                .and_then(|r| r.first().map(|r| r.started_at));
-            let minute = now.hour() * 60 + now.minute();
-            // Only in the two hours after the configured time (no deletion at start-up).
-            let due = minute >= at && minute < at + 120 && last.is_none_or(|t| t < today_at);
-            if due
-                && let Err(e) = run_retention(&self.db, &*self.clock, &self.config, &shutdown).await
-            {
-                tracing::warn!(error = %e, "notification retention failed");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                _ = shutdown.cancelled() => return,
-            }
-        }
+        let (db, clock, config, token) = (&self.db, &*self.clock, &self.config, &shutdown);
+        let job = move || async move { run_retention(db, clock, config, token).await.map(drop) };
+        retention::run_daily(
+            self.db.clone(),
+            Arc::clone(&self.clock),
+            at,
+            "notification",
+            shutdown.clone(),
+            job,
+        )
+        .await;
     }
 }
 
