@@ -46,7 +46,8 @@ pub struct Battles {
     engine: Mutex<Engine>,
     geo: Arc<Geo>,
     clock: Arc<dyn Clock>,
-    settings: EngineSettings,
+    /// The settings in force; changed only with the engine lock held ([`Battles::apply_settings`]).
+    settings: parking_lot::RwLock<EngineSettings>,
     /// Records that could not be decoded or mapped (counted, skipped).
     rejected: AtomicU64,
     /// Serialises refresh passes (ticker and tests may both call it).
@@ -88,7 +89,7 @@ impl Battles {
             engine: Mutex::new(engine),
             geo,
             clock,
-            settings,
+            settings: parking_lot::RwLock::new(settings),
             rejected: AtomicU64::new(0),
             refreshing: Mutex::new(()),
             kill_cache: parking_lot::Mutex::default(),
@@ -103,8 +104,28 @@ impl Battles {
         &self.geo
     }
 
-    pub fn settings(&self) -> &EngineSettings {
-        &self.settings
+    /// The settings the clusterer runs with now.
+    pub fn settings(&self) -> EngineSettings {
+        self.settings.read().clone()
+    }
+
+    /// Runs the clusterer with `settings` from now on: the in-memory working set is rebuilt
+    /// from the store under them (what a restart with these settings does), so new killmails
+    /// are clustered with them at once; battles older than the working set keep their
+    /// membership until a recluster. Returns the kill time the rebuilt working set starts at
+    /// (`None` when nothing is stored). On failure the old settings stay in force.
+    pub async fn apply_settings(&self, settings: EngineSettings) -> anyhow::Result<Option<i64>> {
+        let mut engine = self.engine.lock().await;
+        let since = self
+            .store
+            .max_kill_time()
+            .await?
+            .map(|max| settings.working_set_since(max));
+        let fresh = rebuild(&*self.store, &self.geo, &*self.clock, &settings).await?;
+        *engine = fresh;
+        *self.settings.write() = settings;
+        self.kill_cache.lock().clear();
+        Ok(since)
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -190,7 +211,8 @@ impl Battles {
     }
 
     async fn recover(&self, engine: &mut Engine) {
-        match rebuild(&*self.store, &self.geo, &*self.clock, &self.settings).await {
+        let settings = self.settings();
+        match rebuild(&*self.store, &self.geo, &*self.clock, &settings).await {
             Ok(fresh) => *engine = fresh,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot rebuild the clusterer from the store; keeping the in-memory state")

@@ -10,6 +10,8 @@
 //! * [`consumer`]: [`Battles`], the consumer, the kill-time ticker and the sides refresher.
 //! * [`store`]: the [`BattleStore`] trait and its SQL implementation (SQLite and PostgreSQL).
 //! * [`api`]: the HTTP API (see its module doc for the routes and the redirect choice).
+//! * [`settings`]: the clusterer settings (`GET/PUT/DELETE /settings`): stored in the battle
+//!   database over the `[battle]` defaults, applied to the running clusterer.
 //!
 //! Architecture invariants: membership depends only on the set of killmails (kill time, never
 //! arrival time); aggregates are recomputed from rows; every event goes through the outbox in
@@ -22,12 +24,12 @@ pub mod domain;
 pub mod lifecycle;
 pub mod recluster;
 pub mod retention;
+pub mod settings;
 pub mod store;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use bs_clustering::ClusterSettings;
 use bs_config::{BattleConfig, ServiceName};
 use bs_events::topics;
 use bs_runtime::{
@@ -41,8 +43,15 @@ pub use domain::{EngineSettings, Geo};
 pub use store::{BattleStore, SqlBattleStore};
 
 /// The service's own schema.
-pub const MIGRATIONS: MigrationSet =
-    bs_store::migrations!("battle", [(1, "init"), (2, "reports"), (3, "lifecycle")]);
+pub const MIGRATIONS: MigrationSet = bs_store::migrations!(
+    "battle",
+    [
+        (1, "init"),
+        (2, "reports"),
+        (3, "lifecycle"),
+        (4, "settings")
+    ]
+);
 
 /// The service's schema and the outbox, for `battlescope migrate`.
 pub const ALL_MIGRATIONS: &[MigrationSet] = &[bs_store::outbox::MIGRATIONS, MIGRATIONS];
@@ -53,22 +62,22 @@ pub const CONSUMER_GROUP: &str = "battle";
 /// Clustering settings from `[battle]`: `gap` is the link gap (and the quiet time that ends a
 /// battle), `min_kills`/`min_pilots` the qualification thresholds, `reopen_window` how late a
 /// killmail may still change battles; the rest keeps the defaults
-/// justified in docs/design/battle-clustering.md.
+/// justified in docs/design/battle-clustering.md. Settings stored through `PUT /settings`
+/// take precedence ([`settings::effective`]).
 pub fn engine_settings(config: &BattleConfig) -> anyhow::Result<EngineSettings> {
-    let gap = humantime::parse_duration(&config.gap)
-        .with_context(|| format!("battle.gap `{}`", config.gap))?;
-    let cluster = ClusterSettings {
-        link_gap_ms: i64::try_from(gap.as_millis()).unwrap_or(i64::MAX),
-        min_battle_kills: config.min_kills,
-        min_battle_pilots: config.min_pilots,
-        ..ClusterSettings::default()
-    };
-    let window = humantime::parse_duration(&config.reopen_window)
-        .with_context(|| format!("battle.reopen_window `{}`", config.reopen_window))?;
-    Ok(EngineSettings {
-        cluster,
-        reopen_window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
-    })
+    Ok(settings::ClustererSettings::from_config(config)?.engine())
+}
+
+/// The settings in force for the database: the stored ones, else `[battle]`.
+async fn effective_settings(
+    db: &bs_store::Database,
+    config: &BattleConfig,
+) -> anyhow::Result<EngineSettings> {
+    Ok(settings::effective(db, config)
+        .await
+        .context("reading the clusterer settings")?
+        .0
+        .engine())
 }
 
 /// Starts the service: opens its database, rebuilds the clusterer from it, spawns the outbox
@@ -79,8 +88,17 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         .await?;
     let store: Arc<dyn BattleStore> = Arc::new(SqlBattleStore::new(db.clone()));
     let geo = Arc::new(Geo::from_static_data(bs_sde::StaticData::bundled()));
-    let settings = engine_settings(&ctx.config.battle)?;
-    let battles = Arc::new(Battles::open(store, geo, Arc::clone(&ctx.clock), settings).await?);
+    // Fails on a bad `[battle]` even when stored settings override it: the fallback must work.
+    engine_settings(&ctx.config.battle)?;
+    let settings = effective_settings(&db, &ctx.config.battle).await?;
+    let since = store
+        .max_kill_time()
+        .await?
+        .map(|max| settings.working_set_since(max));
+    let battles =
+        Arc::new(Battles::open(store, geo, Arc::clone(&ctx.clock), settings.clone()).await?);
+    // Opening rebuilt the working set under these settings (a changed `[battle]` counts too).
+    settings::record_applied(&db, &settings, since, ctx.clock.now().timestamp_millis()).await?;
     ctx.bus
         .ensure_topics(topics::ALL)
         .await
@@ -95,6 +113,12 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         db: db.clone(),
         config: ctx.config.lifecycle.clone(),
         shutdown: ctx.shutdown.clone(),
+    }))
+    .merge(settings::router(settings::SettingsState {
+        battles: Arc::clone(&battles),
+        db: db.clone(),
+        config: ctx.config.battle.clone(),
+        changing: Arc::default(),
     }));
     let mut handle = ServiceHandle::new(ServiceName::Battle, router)
         .with_check(Arc::new(DatabaseCheck(db.clone())))
@@ -143,7 +167,8 @@ pub async fn recluster_range(
     let db = bs_runtime::open_database(config, ServiceName::Battle, ALL_MIGRATIONS).await?;
     let store: Arc<dyn BattleStore> = Arc::new(SqlBattleStore::new(db.clone()));
     let geo = Arc::new(Geo::from_static_data(bs_sde::StaticData::bundled()));
-    let settings = engine_settings(&config.battle)?;
+    // The settings the service runs with: stored ones first, as `start` does.
+    let settings = effective_settings(&db, &config.battle).await?;
     let battles = Battles::open(store, geo, Arc::new(bs_runtime::SystemClock), settings).await?;
     let report = recluster::recluster(&battles, &db, from, to, dry_run).await;
     db.close().await;

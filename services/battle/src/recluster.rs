@@ -65,6 +65,9 @@ pub struct Input {
     pub battles: HashMap<u64, StoredBattle>,
     /// Every battle id and alias id in use (never reused for a new battle).
     pub used_ids: HashSet<u64>,
+    /// The widened window the kills were loaded from (ms, kill time).
+    pub window_from_ms: TimeMs,
+    pub window_to_ms: TimeMs,
 }
 
 /// How one battle changes.
@@ -175,6 +178,8 @@ pub fn plan(settings: &EngineSettings, geo: Arc<Geo>, input: &Input, now_ms: Tim
     }
     let mut out = Plan {
         kills: input.kills.len(),
+        window_from_ms: input.window_from_ms,
+        window_to_ms: input.window_to_ms,
         ..Plan::default()
     };
     // Stored battles not taken: merged into the new battle holding most of their kills, or gone.
@@ -301,7 +306,11 @@ pub async fn load(
     .await?;
     let lo = start.map_or(lo, |s| s.min(lo));
     let hi = end.map_or(hi, |e| e.max(hi));
-    let mut input = Input::default();
+    let mut input = Input {
+        window_from_ms: lo,
+        window_to_ms: hi,
+        ..Input::default()
+    };
     let rows = sqlx::query(
         "SELECT m.data, k.battle_id FROM killmails m LEFT JOIN battle_killmails k ON k.killmail_id = m.killmail_id \
          WHERE m.time_ms >= $1 AND m.time_ms <= $2 ORDER BY m.time_ms, m.killmail_id",
@@ -420,7 +429,7 @@ pub async fn recluster(
     dry_run: bool,
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(from <= to, "from {from} is after to {to}");
-    let settings = battles.settings().clone();
+    let settings = battles.settings();
     let geo = Arc::clone(battles.geo());
     let clock = Arc::clone(battles.clock());
     let started = clock.now();
@@ -473,8 +482,8 @@ pub async fn recluster(
         Err(e) => ("failed", Some(e.to_string()), Plan::default()),
     };
     sqlx::query(
-        "INSERT INTO recluster_runs (id, from_ms, to_ms, dry_run, started_at, finished_at, kept, changed, created, merged, deleted, status, error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "INSERT INTO recluster_runs (id, from_ms, to_ms, dry_run, started_at, finished_at, kept, changed, created, merged, deleted, status, error, settings, window_from_ms, window_to_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(id.clone())
     .bind(from.timestamp_millis())
@@ -489,6 +498,10 @@ pub async fn recluster(
     .bind(p.deleted.len() as i64)
     .bind(status)
     .bind(error.clone())
+    // What "built with the current settings" is checked against (crate::settings::status).
+    .bind(crate::settings::fingerprint(&settings))
+    .bind(p.window_from_ms)
+    .bind(p.window_to_ms)
     .execute(db.pool())
     .await?;
     if let Some(e) = error {

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
-fn context(data: &std::path::Path, bus: Arc<dyn EventBus>) -> ServiceContext {
+/// A service context on `data` with the default configuration (offline).
+pub fn context(data: &std::path::Path, bus: Arc<dyn EventBus>) -> ServiceContext {
     ServiceContext {
         config: Arc::new(Config {
             data_dir: data.to_path_buf(),
@@ -31,7 +32,8 @@ fn context(data: &std::path::Path, bus: Arc<dyn EventBus>) -> ServiceContext {
     }
 }
 
-async fn call(
+/// One request to a router: (status, `Location`, JSON body or `null`).
+pub async fn call(
     router: &axum::Router,
     method: &str,
     uri: &str,
@@ -60,7 +62,8 @@ async fn call(
     )
 }
 
-async fn stop(ctx: &ServiceContext, handle: bs_runtime::ServiceHandle) {
+/// Cancels the service and waits for its tasks.
+pub async fn stop(ctx: &ServiceContext, handle: bs_runtime::ServiceHandle) {
     ctx.shutdown.cancel();
     for t in handle.tasks {
         guard(t).await.unwrap();
