@@ -47,7 +47,10 @@ pub use store::{EnrichmentStore, SqlEnrichmentStore};
 
 /// The service's schema and the outbox, for `battlescope migrate`.
 pub const MIGRATIONS: &[MigrationSet] = &[
-    bs_store::migrations!("enrichment", [(1, "init"), (2, "lifecycle")]),
+    bs_store::migrations!(
+        "enrichment",
+        [(1, "init"), (2, "lifecycle"), (3, "compact_rows")]
+    ),
     bs_store::outbox::MIGRATIONS,
 ];
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bs_events::{Event, KillmailEnriched};
 use bs_store::outbox::{self, OutboxRow, Payload};
 use bs_store::sqlx::{self, Row};
-use bs_store::{Database, StoreError, StoreResult, backend_sql};
+use bs_store::{Database, StoreError, StoreResult, backend_sql, dynamic_sql};
 use chrono::{DateTime, Utc};
 
 /// Placeholders per statement; well below SQLite's and PostgreSQL's limits.
@@ -154,7 +154,6 @@ const COLUMNS: &[&str] = &[
     "victim_alliance_name",
     "victim_faction_id",
     "victim_faction_name",
-    "attacker_data",
     "attacker_count",
     "pilot_count",
     "isk_destroyed",
@@ -167,7 +166,9 @@ const COLUMNS: &[&str] = &[
     "revision",
     "input_hash",
     "payload",
+    "payload_zstd",
     "source_event",
+    "source_event_zstd",
     "enriched_at",
     "updated_at",
 ];
@@ -175,7 +176,7 @@ const COLUMNS: &[&str] = &[
 /// Rows per upsert statement. Fewer, larger statements are what SQLite throughput needs;
 /// they are cheap only because [`backend_sql`] gives SQLite positional placeholders
 /// (with `$N` names binding cost grows with the square of the count, which had capped
-/// this at 16). 64 × 41 binds stays far below both backends' parameter limits.
+/// this at 16). 64 × 42 binds stays far below both backends' parameter limits.
 const ROWS_PER_UPSERT: usize = 64;
 
 /// The multi-row upsert for `rows` rows; `enriched_at` keeps the first enrichment time.
@@ -210,13 +211,29 @@ struct Encoded {
 
 /// The serialised columns of a row.
 struct Columns {
-    attacker_data: String,
-    payload: String,
+    payload: Payload,
+    source_event: Payload,
+}
+
+/// A large JSON column as stored: (text, zstd) — one of the two is used, the text column is
+/// '' when the zstd one holds the value. Killmail JSON compresses about 3.5×.
+fn split(p: Payload) -> (String, Option<Vec<u8>>) {
+    match p {
+        Payload::Text(s) => (s, None),
+        Payload::Zstd(z) => (String::new(), Some(z)),
+    }
+}
+
+/// The JSON text of a (text, zstd) column pair.
+fn joined(text: String, zstd: Option<Vec<u8>>) -> StoreResult<String> {
+    match zstd {
+        Some(z) => Payload::Zstd(z).decode(),
+        None => Ok(text),
+    }
 }
 
 fn encode_row(row: &EnrichedRow, published_at: DateTime<Utc>) -> StoreResult<Encoded> {
     let e = &row.event;
-    let attacker_data = serde_json::to_string(&e.attackers).map_err(encode)?;
     let payload = serde_json::to_string(e).map_err(encode)?;
     let key = e.key();
     let envelope = outbox::envelope_json(
@@ -228,8 +245,8 @@ fn encode_row(row: &EnrichedRow, published_at: DateTime<Utc>) -> StoreResult<Enc
     );
     Ok(Encoded {
         columns: Columns {
-            attacker_data,
-            payload,
+            payload: Payload::encode(payload),
+            source_event: Payload::encode(row.source_event.clone()),
         },
         outbox: OutboxRow {
             topic: KillmailEnriched::TOPIC.to_owned(),
@@ -240,10 +257,11 @@ fn encode_row(row: &EnrichedRow, published_at: DateTime<Utc>) -> StoreResult<Enc
     })
 }
 
-/// Binds one row's 41 values in [`COLUMNS`] order.
+/// Binds one row's 42 values in [`COLUMNS`] order.
 fn bind_row<'q>(q: AnyQuery<'q>, row: &EnrichedRow, enc: Columns) -> AnyQuery<'q> {
     let e = &row.event;
     let v = &e.victim;
+    let (payload, source_event) = (split(enc.payload), split(enc.source_event));
     q.bind(e.killmail_id)
         .bind(e.killmail_time.timestamp_millis())
         .bind(e.hash.clone())
@@ -269,7 +287,6 @@ fn bind_row<'q>(q: AnyQuery<'q>, row: &EnrichedRow, enc: Columns) -> AnyQuery<'q
         .bind(v.who.alliance_name.clone())
         .bind(v.who.faction_id)
         .bind(v.who.faction_name.clone())
-        .bind(enc.attacker_data)
         .bind(i64::from(e.attacker_count))
         .bind(i64::from(e.pilot_count))
         .bind(e.isk.destroyed)
@@ -281,8 +298,10 @@ fn bind_row<'q>(q: AnyQuery<'q>, row: &EnrichedRow, enc: Columns) -> AnyQuery<'q
         .bind(row.sde_version.clone())
         .bind(i64::from(e.revision))
         .bind(row.input_hash.clone())
-        .bind(enc.payload)
-        .bind(row.source_event.clone())
+        .bind(payload.0)
+        .bind(payload.1)
+        .bind(source_event.0)
+        .bind(source_event.1)
         .bind(row.now)
         .bind(row.now)
 }
@@ -302,13 +321,17 @@ fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
+/// The columns [`source_row`] reads, in order.
+const SOURCE_COLUMNS: &str =
+    "killmail_id, source_event, source_event_zstd, revision, input_hash, payload, payload_zstd";
+
 fn source_row(r: &sqlx::any::AnyRow) -> StoreResult<SourceRow> {
     Ok(SourceRow {
         killmail_id: r.try_get(0)?,
-        source_event: r.try_get(1)?,
-        revision: to_u32(r.try_get(2)?),
-        input_hash: r.try_get(3)?,
-        payload: r.try_get(4)?,
+        source_event: joined(r.try_get(1)?, r.try_get(2)?)?,
+        revision: to_u32(r.try_get(3)?),
+        input_hash: r.try_get(4)?,
+        payload: joined(r.try_get(5)?, r.try_get(6)?)?,
     })
 }
 
@@ -376,35 +399,39 @@ impl EnrichmentStore for SqlEnrichmentStore {
     }
 
     async fn payload(&self, killmail_id: i64) -> StoreResult<Option<String>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT payload FROM enriched_killmails WHERE killmail_id = $1")
-                .bind(killmail_id)
-                .fetch_optional(self.db.pool())
-                .await?;
-        Ok(row.map(|r| r.0))
+        let row: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT payload, payload_zstd FROM enriched_killmails WHERE killmail_id = $1",
+        )
+        .bind(killmail_id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|(text, zstd)| joined(text, zstd)).transpose()
     }
 
     async fn payloads(&self, ids: &[i64]) -> StoreResult<Vec<String>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
-                "SELECT payload FROM enriched_killmails WHERE killmail_id IN ({})",
+                "SELECT payload, payload_zstd FROM enriched_killmails WHERE killmail_id IN ({})",
                 placeholders(chunk.len(), 1)
             );
-            let mut q = sqlx::query_as::<_, (String,)>(backend_sql(self.db.backend(), sql));
+            let mut q =
+                sqlx::query_as::<_, (String, Option<Vec<u8>>)>(backend_sql(self.db.backend(), sql));
             for id in chunk {
                 q = q.bind(*id);
             }
-            out.extend(q.fetch_all(self.db.pool()).await?.into_iter().map(|r| r.0));
+            for (text, zstd) in q.fetch_all(self.db.pool()).await? {
+                out.push(joined(text, zstd)?);
+            }
         }
         Ok(out)
     }
 
     async fn pending(&self, after_id: i64, limit: i64) -> StoreResult<Vec<SourceRow>> {
-        let rows = sqlx::query(
-            "SELECT killmail_id, source_event, revision, input_hash, payload FROM enriched_killmails \
-             WHERE names_pending = 1 AND killmail_id > $1 ORDER BY killmail_id LIMIT $2",
-        )
+        let rows = sqlx::query(dynamic_sql(format!(
+            "SELECT {SOURCE_COLUMNS} FROM enriched_killmails \
+             WHERE names_pending = 1 AND killmail_id > $1 ORDER BY killmail_id LIMIT $2"
+        )))
         .bind(after_id)
         .bind(limit)
         .fetch_all(self.db.pool())
@@ -419,11 +446,11 @@ impl EnrichmentStore for SqlEnrichmentStore {
         after_id: i64,
         limit: i64,
     ) -> StoreResult<Vec<SourceRow>> {
-        let rows = sqlx::query(
-            "SELECT killmail_id, source_event, revision, input_hash, payload FROM enriched_killmails \
+        let rows = sqlx::query(dynamic_sql(format!(
+            "SELECT {SOURCE_COLUMNS} FROM enriched_killmails \
              WHERE (version <> $1 OR sde_version <> $2) AND killmail_id > $3 \
-             ORDER BY killmail_id LIMIT $4",
-        )
+             ORDER BY killmail_id LIMIT $4"
+        )))
         .bind(i64::from(version))
         .bind(sde_version)
         .bind(after_id)

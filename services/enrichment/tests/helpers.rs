@@ -184,13 +184,20 @@ pub async fn row_count(db: &Database) -> i64 {
 
 /// Stored payloads of every row.
 pub async fn stored(db: &Database) -> Vec<KillmailEnriched> {
-    let rows: Vec<(String,)> =
-        bs_store::sqlx::query_as("SELECT payload FROM enriched_killmails ORDER BY killmail_id")
-            .fetch_all(db.pool())
-            .await
-            .unwrap();
-    rows.iter()
-        .map(|(p,)| serde_json::from_str(p).unwrap())
+    let rows: Vec<(String, Option<Vec<u8>>)> = bs_store::sqlx::query_as(
+        "SELECT payload, payload_zstd FROM enriched_killmails ORDER BY killmail_id",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(text, zstd)| {
+            let json = match zstd {
+                Some(z) => bs_store::outbox::Payload::Zstd(z).decode().unwrap(),
+                None => text,
+            };
+            serde_json::from_str(&json).unwrap()
+        })
         .collect()
 }
 

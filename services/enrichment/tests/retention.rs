@@ -21,10 +21,10 @@ fn t(s: &str) -> DateTime<Utc> {
 
 async fn insert(db: &Database, id: i64, at: DateTime<Utc>) {
     sqlx::query(
-        "INSERT INTO enriched_killmails (killmail_id, killmail_time, hash, source, ship_type_id, system_id, attacker_data, \
+        "INSERT INTO enriched_killmails (killmail_id, killmail_time, hash, source, ship_type_id, system_id, \
          attacker_count, pilot_count, isk_destroyed, isk_dropped, isk_total, value_source, names_pending, version, sde_version, \
          revision, input_hash, payload, source_event, enriched_at, updated_at) \
-         VALUES ($1, $2, 'h', 'file', 587, 30000142, '[]', 1, 2, 0.0, 0.0, 0.0, 'none', 0, 1, 'v', 1, 'x', '{}', '{}', 0, 0)",
+         VALUES ($1, $2, 'h', 'file', 587, 30000142, 1, 2, 0.0, 0.0, 0.0, 'none', 0, 1, 'v', 1, 'x', '{}', '{}', 0, 0)",
     )
     .bind(id)
     .bind(at.timestamp_millis())
