@@ -114,3 +114,37 @@ async fn binary_values_survive() {
         assert_eq!(cache.get("bin").await.unwrap(), Some(bytes));
     }
 }
+
+#[tokio::test]
+async fn a_byte_bounded_memory_cache_stays_within_its_bytes() {
+    // 64 KiB of budget, entries of ~1 KiB: far more entries than fit are written.
+    let cache = MemoryCache::with_limits(1_000_000, 64 * 1024);
+    let value = vec![7u8; 1024];
+    for i in 0..1000 {
+        cache
+            .set(&format!("page:{i}"), &value, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let (entries, bytes) = cache.usage().await;
+    assert!(bytes <= 64 * 1024, "weighted size {bytes} over the budget");
+    let per_entry = 1024 + "page:999".len() as u64 + bs_cache::ENTRY_OVERHEAD_BYTES;
+    assert!(
+        entries <= 64 * 1024 / (1024 + bs_cache::ENTRY_OVERHEAD_BYTES),
+        "{entries} entries of ~{per_entry} bytes cannot fit in 64 KiB"
+    );
+    assert!(entries > 0, "the cache still caches");
+}
+
+#[tokio::test]
+async fn an_entry_bounded_memory_cache_counts_entries() {
+    let cache = MemoryCache::new(10);
+    for i in 0..100 {
+        cache
+            .set(&format!("k{i}"), b"v", Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let (entries, _) = cache.usage().await;
+    assert!(entries <= 10, "{entries} entries kept of a 10-entry cache");
+}

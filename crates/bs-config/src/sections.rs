@@ -121,6 +121,10 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// Prefix of the per-service PostgreSQL database names (`battlescope` → `battlescope_auth`, …).
     pub database_prefix: String,
+    /// Embedded SQLite: page cache per connection in KiB (0: SQLite's default of 2000). The
+    /// all-in-one process holds ~30 connections (4 per database, 7 databases and the bus), so
+    /// this is multiplied by ~30; the OS caches the files anyway.
+    pub sqlite_cache_kib: u32,
 }
 
 impl Default for StoreConfig {
@@ -129,6 +133,7 @@ impl Default for StoreConfig {
             url: String::new(),
             max_connections: 0,
             database_prefix: "battlescope".into(),
+            sqlite_cache_kib: 1024,
         }
     }
 }
@@ -174,8 +179,12 @@ pub enum BusKind {
 pub struct CacheConfig {
     pub kind: CacheKind,
     pub redis_url: String,
-    /// Entries kept by the in-process cache.
+    /// Entries kept by the in-process cache (and its rate-limit counters).
     pub max_entries: u64,
+    /// Bytes the in-process cache's entries may take (keys, values and ~160 bytes of
+    /// bookkeeping each); 0: bounded by `max_entries` only. Values range from a name to a
+    /// whole page, so an entry count alone does not bound the process's memory.
+    pub max_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -184,6 +193,7 @@ impl Default for CacheConfig {
             kind: CacheKind::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
             max_entries: 200_000,
+            max_bytes: 32 << 20,
         }
     }
 }
