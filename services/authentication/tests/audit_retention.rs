@@ -6,8 +6,8 @@ use bs_authentication::lifecycle::{self, AUDIT_LOG};
 use bs_authentication::model::{AuditQuery, NewAudit};
 use bs_authentication::{AuthStore, SqlAuthStore};
 use bs_config::LifecycleConfig;
+use bs_store::Backend;
 use bs_store::sqlx;
-use bs_store::{Backend, Database, StoreTarget};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -20,46 +20,8 @@ impl bs_runtime::Clock for FixedClock {
     }
 }
 
-async fn sqlite() -> (SqlAuthStore, tempfile::TempDir) {
-    let dir = bs_testkit::temp_dir();
-    let db = Database::open(&StoreTarget::Sqlite(dir.path().join("auth.db")), 4)
-        .await
-        .unwrap();
-    db.migrate(&[bs_authentication::MIGRATIONS]).await.unwrap();
-    (SqlAuthStore::new(db), dir)
-}
-
-async fn postgres() -> Option<SqlAuthStore> {
-    let url = bs_testkit::engine(bs_testkit::POSTGRES)?;
-    let target = StoreTarget::Postgres {
-        server_url: url,
-        database: bs_testkit::unique_name("auth_audit"),
-    };
-    let db = Database::open(&target, 8).await.unwrap();
-    db.migrate(&[bs_authentication::MIGRATIONS]).await.unwrap();
-    Some(SqlAuthStore::new(db))
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                let (store, _dir) = super::sqlite().await;
-                super::$name(&store).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                let Some(store) = super::postgres().await else { return };
-                super::$name(&store).await;
-            })*
-        }
-    };
-}
-
-both!(
+crate::store_backends::on_both_backends!(
+    "auth_audit";
     audit_prune_removes_only_due_entries_in_batches_and_verifies,
     audit_prune_keeps_deletes_of_unanchored_rows_refused,
     audit_prune_still_detects_edits_removals_and_forged_anchors,

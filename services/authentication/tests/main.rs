@@ -6,6 +6,7 @@
 //! * `jwt`: the JWT attack cases through the service's validator.
 //! * `secrets`: refresh tokens never in plain text on disk or in logs.
 //! * `store_suite`: the `AuthStore` conformance suite on SQLite and PostgreSQL.
+//! * `store_backends`: the two backends those store-level tests run on.
 //! * `wiring`: `start_with_client` from configuration, shutdown, key rotation.
 
 mod attacks;
@@ -13,6 +14,7 @@ mod audit_retention;
 mod flows;
 mod jwt;
 mod secrets;
+mod store_backends;
 mod store_suite;
 mod support;
 mod wiring;

@@ -10,59 +10,13 @@ use bs_authentication::model::{
     TokenStatus,
 };
 use bs_authentication::{AuthStore, SqlAuthStore};
+use bs_store::Backend;
 use bs_store::sqlx;
-use bs_store::{Backend, Database, StoreTarget};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-async fn sqlite() -> (SqlAuthStore, tempfile::TempDir) {
-    let dir = bs_testkit::temp_dir();
-    let db = Database::open(&StoreTarget::Sqlite(dir.path().join("auth.db")), 4)
-        .await
-        .unwrap();
-    db.migrate(&[bs_authentication::MIGRATIONS]).await.unwrap();
-    (SqlAuthStore::new(db), dir)
-}
-
-async fn postgres() -> Option<SqlAuthStore> {
-    let url = bs_testkit::engine(bs_testkit::POSTGRES)?;
-    let target = StoreTarget::Postgres {
-        server_url: url,
-        database: bs_testkit::unique_name("auth_suite"),
-    };
-    let db = Database::open(&target, 8).await.unwrap();
-    db.migrate(&[bs_authentication::MIGRATIONS]).await.unwrap();
-    // Migrating twice is a no-op.
-    assert!(
-        db.migrate(&[bs_authentication::MIGRATIONS])
-            .await
-            .unwrap()
-            .applied
-            .is_empty()
-    );
-    Some(SqlAuthStore::new(db))
-}
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                let (store, _dir) = super::sqlite().await;
-                super::$name(&store).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                let Some(store) = super::postgres().await else { return };
-                super::$name(&store).await;
-            })*
-        }
-    };
-}
-
-suite!(
+crate::store_backends::on_both_backends!(
+    "auth_suite";
     accounts_and_characters,
     detach_repicks_the_primary_and_revokes_sessions,
     tokens_compare_and_swap,
