@@ -108,6 +108,7 @@ fn build() -> AuthWorld {
                 services: ServiceDirectory::default(),
             };
             let mut handles = Vec::new();
+            let mut battle_api = None;
             for name in [ServiceName::Ingestion, ServiceName::Battle] {
                 let h = match name {
                     ServiceName::Ingestion => bs_ingestion::start(&ctx).await,
@@ -116,6 +117,9 @@ fn build() -> AuthWorld {
                 .unwrap();
                 ctx.services
                     .register(ServiceClient::in_process(name, h.router.clone()));
+                if name == ServiceName::Battle {
+                    battle_api = Some(h.router.clone());
+                }
                 handles.push(h);
             }
             // The authentication service with affiliations the tests set.
@@ -152,7 +156,8 @@ fn build() -> AuthWorld {
                 .router
                 .clone()
                 .merge(bs_authentication::api::user_facing(auth.clone()))
-                .nest("/services/authentication", auth);
+                .nest("/services/authentication", auth)
+                .nest("/services/battle", battle_api.unwrap());
             tokio::spawn(async move {
                 axum::serve(
                     listener,

@@ -1,8 +1,9 @@
 //! The `/admin` pages' forms in the authentication world of [`crate::account`]: accounts
 //! (search, block/unblock, sessions), roles per feature, corporation/alliance gating,
-//! ingestion rulesets and backfill jobs, the read-only clusterer settings and the audit log.
+//! ingestion rulesets and backfill jobs, the clusterer settings (stored in the battle service)
+//! and the audit log.
 
-use crate::account::{Agent, CONFIG_LOCK, HOME_ALLIANCE, HOME_CORP, SUPERADMIN, aw};
+use crate::account::{Agent, CONFIG_LOCK, Cast, HOME_ALLIANCE, HOME_CORP, SUPERADMIN, aw};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_can_be_found_blocked_unblocked_and_given_roles() {
@@ -392,11 +393,127 @@ async fn the_audit_log_filters_by_action_and_actor() {
     assert!(
         logins.body.contains("<code>account.login</code>") || logins.body.contains("No entries.")
     );
-    // The clusterer page is read-only and says so.
-    let c = sa.get("/admin/clusterer").await;
-    assert!(c.body.contains("Read-only"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusterer_settings_are_changed_by_admins_only_with_csrf_and_clear_refusals() {
+    let w = aw().await;
+    // The battle service's settings are global to this world: one test changes them.
+    let _lock = CONFIG_LOCK.lock().await;
+    let mut cast = Cast::new(w, 96_700_000).await;
+    let form = |t: &str, gap: &str| {
+        vec![
+            ("csrf_token".to_owned(), t.to_owned()),
+            ("gap".to_owned(), gap.to_owned()),
+            ("min_kills".to_owned(), "4".to_owned()),
+            ("min_pilots".to_owned(), "6".to_owned()),
+            ("reopen_window".to_owned(), "72h".to_owned()),
+        ]
+    };
+    async fn post(a: &mut Agent, path: &str, f: &[(String, String)]) -> crate::account::Page {
+        let borrowed: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        a.post(path, &borrowed).await
+    }
+    // The configuration's values, in a form, with the battle service's counters.
+    let page = cast.admin.get("/admin/clusterer").await;
+    assert_eq!(page.status, 200, "{}", page.body);
     assert!(
-        c.body.contains("battles_total"),
+        page.body.contains("name=\"gap\" value=\"30m\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("nothing stored"));
+    assert!(
+        page.body.contains("battles_total"),
         "the battle service answers"
+    );
+    assert!(!page.body.contains("Revert to the configuration"));
+    // Lower roles cannot post (nor see the page); visitors are asked to log in.
+    for (role, agent) in [
+        ("user", &mut cast.user),
+        ("fc", &mut cast.fc),
+        ("director", &mut cast.director),
+    ] {
+        assert_eq!(agent.get("/admin/clusterer").await.status, 403, "{role}");
+        let t = agent.csrf();
+        let r = post(agent, "/admin/clusterer", &form(&t, "5m")).await;
+        assert_eq!(r.status, 403, "{role}: {}", r.body);
+        let r = post(agent, "/admin/clusterer/revert", &form(&t, "")[..1]).await;
+        assert_eq!(r.status, 403, "{role}");
+    }
+    let r = post(&mut cast.anonymous, "/admin/clusterer", &form("x", "5m")).await;
+    assert_eq!(r.status, 401);
+    // A missing or foreign CSRF token is refused, and nothing changes.
+    let r = post(&mut cast.admin, "/admin/clusterer", &form("", "5m")).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("CSRF"));
+    let r = post(
+        &mut cast.admin,
+        "/admin/clusterer",
+        &form("not-the-token", "5m"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let settings = cast.admin.get("/services/battle/settings").await.json();
+    assert_eq!(settings["source"], "config", "{settings}");
+    // An invalid value shows the form again with the reason and what was typed.
+    let t = cast.admin.csrf();
+    let r = post(&mut cast.admin, "/admin/clusterer", &form(&t, "soon")).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("Not saved"), "{}", r.body);
+    assert!(r.body.contains("`soon` is not a duration"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("name=\"gap\" value=\"soon\" aria-invalid=\"true\"")
+    );
+    let t = cast.admin.csrf();
+    let mut bad = form(&t, "2h");
+    bad[4].1 = "1h".into();
+    let r = post(&mut cast.admin, "/admin/clusterer", &bad).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("must be at least the gap"), "{}", r.body);
+    assert_eq!(
+        cast.admin.get("/services/battle/settings").await.json()["source"],
+        "config"
+    );
+    // An Admin saves: 303 with a flash, the page shows the stored values and who stored them,
+    // and the battle service runs with them.
+    let t = cast.admin.csrf();
+    let r = post(&mut cast.admin, "/admin/clusterer", &form(&t, "20m")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location, "/admin/clusterer?ok=clusterer_saved");
+    let page = cast.admin.get(&r.location).await;
+    assert!(
+        page.body.contains("Clusterer settings saved"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("name=\"gap\" value=\"20m\""));
+    assert!(page.body.contains("name=\"min_kills\" value=\"4\""));
+    assert!(page.body.contains("Settings stored by an administrator"));
+    assert!(page.body.contains("Admin 96700000"), "who changed them");
+    let settings = cast.admin.get("/services/battle/settings").await.json();
+    assert_eq!(settings["source"], "stored");
+    assert_eq!(settings["effective"]["gap_ms"], 20 * 60_000);
+    assert_eq!(settings["running"], true);
+    // A SuperAdmin reverts to the configuration.
+    let t = cast.superadmin.csrf();
+    let r = post(
+        &mut cast.superadmin,
+        "/admin/clusterer/revert",
+        &form(&t, "")[..1],
+    )
+    .await;
+    assert_eq!(
+        r.location, "/admin/clusterer?ok=clusterer_reverted",
+        "{}",
+        r.body
+    );
+    let page = cast.superadmin.get(&r.location).await;
+    assert!(page.body.contains("reverted to the configuration"));
+    assert!(page.body.contains("name=\"gap\" value=\"30m\""));
+    assert_eq!(
+        cast.admin.get("/services/battle/settings").await.json()["source"],
+        "config"
     );
 }

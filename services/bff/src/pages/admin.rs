@@ -8,7 +8,10 @@
 //! post here, carry the CSRF token and end in a 303 back to their page; a refused form is
 //! shown again with the reason. Forms whose effect lands in the ingestion service have their
 //! token checked through [`super::account::verify_csrf`] first, since that service has no
-//! sessions.
+//! sessions; so do the clusterer forms, whose settings the battle service stores and applies.
+//! The authentication service's audit log records only its own actions (it has no route for
+//! other services' events), so a clusterer change is recorded by the battle service (who and
+//! when, shown on the page) and in the BFF's log.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -27,7 +30,6 @@ use super::account::{
 };
 use super::battles::{encode, query_map};
 use super::{Layout, message, render};
-use crate::clients::UpstreamError;
 use crate::{AppState, view};
 
 /// The features roles are granted in, and the role ladder (keys as the service spells them).
@@ -1196,52 +1198,148 @@ fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
 
 // ------------------------------------------------------------------ clusterer
 
+/// One setting as the form shows it.
+pub struct SettingLine {
+    /// Form field and battle service key (`gap`, `min_kills`, `min_pilots`, `reopen_window`).
+    pub name: &'static str,
+    /// The `[battle]` configuration key it overrides.
+    pub key: &'static str,
+    pub value: String,
+    pub default: String,
+    pub meaning: &'static str,
+    /// The refusal of this field after a post, if any.
+    pub error: String,
+}
+
 #[derive(Template)]
 #[template(path = "admin_clusterer.html")]
 pub struct ClustererPage {
     pub layout: Layout,
     pub f: AdminFrame,
-    /// (setting, value, meaning).
-    pub settings: Vec<(String, String, String)>,
+    /// The battle service answered `GET /settings`.
+    pub available: bool,
+    pub lines: Vec<SettingLine>,
+    /// `config` or `stored`.
+    pub source: String,
+    pub changed: String,
+    /// Live battles built with other settings than the ones in force (0: none).
+    pub older_battles: i64,
+    pub applied_since: String,
+    /// Every refusal of the last post, in one sentence.
+    pub errors: String,
     /// (counter, value) from the battle service's `/stats`.
     pub engine: Vec<(String, String)>,
 }
 
-/// `GET /admin/clusterer`: the effective clustering settings, read-only (the battle service
-/// takes them from configuration at start and has no settings API).
-pub async fn clusterer(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<FlashQuery>,
-) -> Response {
-    let me = match require_admin(&state, &headers).await {
-        Ok(m) => m,
-        Err(r) => return r,
+/// The settings of the form, in order: (field, config key, meaning).
+const CLUSTERER_FIELDS: &[(&str, &str, &str)] = &[
+    (
+        "gap",
+        "battle.gap",
+        "largest quiet gap (by kill time) inside one battle; also ends a battle",
+    ),
+    (
+        "min_kills",
+        "battle.min_kills",
+        "fewest core kills for a cluster to count as a battle",
+    ),
+    (
+        "min_pilots",
+        "battle.min_pilots",
+        "fewest distinct pilots for a cluster to count as a battle",
+    ),
+    (
+        "reopen_window",
+        "battle.reopen_window",
+        "how late a killmail may still extend, reopen or merge battles (kept in memory)",
+    ),
+];
+
+fn setting_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The clusterer page from the battle service's `/settings` and `/stats`; after a refused post
+/// `entered` holds the values typed and `refusal` the service's answer.
+async fn clusterer_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    me: &Me,
+    q: &FlashQuery,
+    entered: Option<&Fields>,
+    refusal: Option<&Value>,
+) -> ClustererPage {
+    // Flash codes of this page; the shared table answers the rest.
+    let local = |code: &Option<String>| match code.as_deref() {
+        Some("clusterer_saved") => {
+            Some("Clusterer settings saved; new killmails are clustered with them now.".to_owned())
+        }
+        Some("clusterer_reverted") => {
+            Some("Clusterer settings reverted to the configuration.".to_owned())
+        }
+        _ => None,
     };
-    let (mut layout, f) = frame("Clusterer", "clusterer", &headers, &me, &q);
-    let b = &state.config.battle;
-    let settings = vec![
-        (
-            "battle.gap".into(),
-            b.gap.clone(),
-            "largest quiet gap (by kill time) inside one battle".into(),
-        ),
-        (
-            "battle.min_kills".into(),
-            b.min_kills.to_string(),
-            "fewest kills for a cluster to count as a battle".into(),
-        ),
-        (
-            "battle.min_pilots".into(),
-            b.min_pilots.to_string(),
-            "fewest distinct pilots for a cluster to count as a battle".into(),
-        ),
-        (
-            "battle.reopen_window".into(),
-            b.reopen_window.clone(),
-            "how late a killmail may still extend, reopen or merge battles".into(),
-        ),
-    ];
+    let (mut layout, mut f) = frame("Clusterer", "clusterer", headers, me, q);
+    if let Some(t) = local(&q.ok) {
+        f.ok = t;
+    }
+    let doc = state
+        .upstreams
+        .json::<Value>(ServiceName::Battle, "/settings", false)
+        .await;
+    let doc = match doc {
+        Ok(v) => Some(v),
+        Err(e) => {
+            layout.degraded(&e);
+            None
+        }
+    };
+    let field_errors: HashMap<String, String> = refusal
+        .and_then(|r| r["errors"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some((
+                        e["field"].as_str()?.to_owned(),
+                        e["message"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let lines = CLUSTERER_FIELDS
+        .iter()
+        .map(|&(name, key, meaning)| {
+            let from_doc = |part: &str| {
+                doc.as_ref()
+                    .map(|d| setting_text(&d[part][name]))
+                    .unwrap_or_default()
+            };
+            SettingLine {
+                name,
+                key,
+                value: entered.map_or_else(|| from_doc("effective"), |e| field(e, name).to_owned()),
+                default: from_doc("config"),
+                meaning,
+                error: field_errors.get(name).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let d = doc.clone().unwrap_or(Value::Null);
+    let changed = match (d["changed_by"].as_str(), &d["changed_at"]) {
+        (by, at) if !at.is_null() => {
+            format!(
+                "changed {} by {}",
+                time_of(at),
+                by.unwrap_or("an unknown admin")
+            )
+        }
+        _ => String::new(),
+    };
     let engine = match state
         .upstreams
         .json::<Value>(ServiceName::Battle, "/stats", false)
@@ -1267,21 +1365,140 @@ pub async fn clusterer(
             }
             out
         }
-        Err(e @ UpstreamError::Unavailable { .. }) => {
-            layout.degraded(&e);
-            Vec::new()
-        }
         Err(e) => {
             layout.degraded(&e);
             Vec::new()
         }
     };
-    render(&ClustererPage {
+    ClustererPage {
         layout,
         f,
-        settings,
+        available: doc.is_some(),
+        lines,
+        source: d["source"].as_str().unwrap_or_default().to_owned(),
+        changed,
+        older_battles: d["battles_with_older_settings"].as_i64().unwrap_or(0),
+        applied_since: if d["applied_since"].is_null() {
+            String::new()
+        } else {
+            time_of(&d["applied_since"])
+        },
+        errors: refusal
+            .and_then(|r| r["message"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
         engine,
-    })
+    }
+}
+
+/// `GET /admin/clusterer`: the clustering settings in force (stored by an admin, or the
+/// configuration's), a form to change them, and whether stored battles predate them.
+pub async fn clusterer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<FlashQuery>,
+) -> Response {
+    let me = match require_admin(&state, &headers).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    render(&clusterer_page(&state, &headers, &me, &q, None, None).await)
+}
+
+/// Who changed the settings, as the battle service stores it.
+fn actor(me: &Me) -> String {
+    format!("{} (account {})", me.display_name, me.account_id)
+}
+
+/// `POST /admin/clusterer` (`gap`, `min_kills`, `min_pilots`, `reopen_window`): stores them in
+/// the battle service, which applies them to new killmails at once. A refusal shows the form
+/// again with the values typed and the reasons (422).
+pub async fn save_clusterer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    fwd: Fwd,
+    Form(form): Form<Fields>,
+) -> Response {
+    let me = match require_admin(&state, &headers).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if let Err(r) = verify_csrf(&state, &headers, &fwd, field(&form, "csrf_token")).await {
+        return r;
+    }
+    let mut body = json!({ "changed_by": actor(&me) });
+    for &(name, _, _) in CLUSTERER_FIELDS {
+        body[name] = json!(field(&form, name).trim());
+    }
+    match call_json(
+        &state,
+        ServiceName::Battle,
+        Method::PUT,
+        "/settings",
+        &HeaderMap::new(),
+        Some(&body),
+    )
+    .await
+    {
+        Ok(r) if r.status.is_success() => {
+            tracing::info!(account = %me.account_id, settings = %body, "clusterer settings changed");
+            see_other("/admin/clusterer?ok=clusterer_saved", &[])
+        }
+        Ok(r) if r.status == StatusCode::BAD_REQUEST => {
+            let refusal: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            let page = clusterer_page(
+                &state,
+                &headers,
+                &me,
+                &FlashQuery::default(),
+                Some(&form),
+                Some(&refusal),
+            )
+            .await;
+            let mut resp = render(&page);
+            *resp.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            resp
+        }
+        Ok(r) => message(
+            StatusCode::BAD_GATEWAY,
+            &headers,
+            "Not saved",
+            &format!("{} Nothing was changed.", error_message(&r)),
+            false,
+        ),
+        Err(e) => unavailable(&headers, &e),
+    }
+}
+
+/// `POST /admin/clusterer/revert`: forgets the stored settings; the configuration applies.
+pub async fn revert_clusterer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    fwd: Fwd,
+    Form(form): Form<Fields>,
+) -> Response {
+    let me = match require_admin(&state, &headers).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if let Err(r) = verify_csrf(&state, &headers, &fwd, field(&form, "csrf_token")).await {
+        return r;
+    }
+    tracing::info!(account = %me.account_id, "clusterer settings reverted to the configuration");
+    act(
+        &state,
+        &headers,
+        Call {
+            service: ServiceName::Battle,
+            method: Method::DELETE,
+            path: "/settings",
+            headers: &HeaderMap::new(),
+            body: None,
+        },
+        "/admin/clusterer",
+        "clusterer_reverted",
+    )
+    .await
 }
 
 // ------------------------------------------------------------------ audit

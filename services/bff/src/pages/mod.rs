@@ -60,7 +60,11 @@ pub fn routes() -> Router<AppState> {
             "/admin/ingestion/backfill/{id}/cancel",
             post(admin::cancel_backfill),
         )
-        .route("/admin/clusterer", get(admin::clusterer))
+        .route(
+            "/admin/clusterer",
+            get(admin::clusterer).post(admin::save_clusterer),
+        )
+        .route("/admin/clusterer/revert", post(admin::revert_clusterer))
         .route("/admin/audit", get(admin::audit))
         .route("/dashboard", get(misc::dashboard))
         .route("/search", get(misc::search))
