@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -9,6 +10,24 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 use tokio::sync::Notify;
 
 use crate::{StoreError, StoreResult};
+
+/// SQLite page cache per connection, in KiB (SQLite's own default is 2000).
+///
+/// Every embedded pool has up to four connections and a process runs up to seven
+/// databases, so the per-connection cache is multiplied by ~30 in the all-in-one process:
+/// at SQLite's default that is up to 60 MB of page cache for files the OS caches anyway.
+/// Process-wide because it is a property of the deployment, not of a service: the binary sets
+/// it once from `store.sqlite_cache_kib` before opening any database.
+static SQLITE_CACHE_KIB: AtomicU32 = AtomicU32::new(DEFAULT_SQLITE_CACHE_KIB);
+
+/// The embedded default of [`set_sqlite_cache_kib`] (`store.sqlite_cache_kib`).
+pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 1024;
+
+/// Sets the SQLite page cache of connections opened from now on (KiB per connection; 0
+/// keeps SQLite's default). Call before opening databases.
+pub fn set_sqlite_cache_kib(kib: u32) {
+    SQLITE_CACHE_KIB.store(kib, Ordering::Relaxed);
+}
 
 /// Which engine a [`Database`] runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +87,7 @@ impl Database {
         // and its cursor/outbox roll back together (they share a transaction), so it
         // re-fetches and re-publishes — consumers are idempotent. The event log itself
         // (bs-bus) stays at FULL, because it is what others rely on having.
+        let cache_kib = SQLITE_CACHE_KIB.load(Ordering::Relaxed);
         let pool = AnyPoolOptions::new()
             .max_connections(if max_connections == 0 {
                 4
@@ -75,8 +95,13 @@ impl Database {
                 max_connections
             })
             .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
+                    if cache_kib > 0 {
+                        // Negative: a size in KiB rather than in pages.
+                        let pragma = format!("PRAGMA cache_size = -{cache_kib}");
+                        conn.execute(crate::dynamic_sql(pragma)).await?;
+                    }
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;

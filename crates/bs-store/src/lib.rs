@@ -24,7 +24,9 @@ mod database;
 mod migrate;
 pub mod outbox;
 
-pub use database::{Backend, Database, StoreTarget};
+pub use database::{
+    Backend, DEFAULT_SQLITE_CACHE_KIB, Database, StoreTarget, set_sqlite_cache_kib,
+};
 pub use migrate::{Migration, MigrationReport, MigrationSet};
 pub use sqlx;
 

@@ -62,7 +62,13 @@ impl Payload {
             c.as_mut().and_then(|c| c.compress(json.as_bytes()).ok())
         });
         match compressed {
-            Some(z) if z.len() < json.len() => Self::Zstd(z),
+            // The compressor returns a buffer of `compress_bound` capacity (≈ the input size)
+            // holding ≈ 30 % of it: shrink it, or each payload waiting in an import chunk keeps
+            // ~3 KB of slack (31 MB at the import's peak in a heaptrack of the week).
+            Some(mut z) if z.len() < json.len() => {
+                z.shrink_to_fit();
+                Self::Zstd(z)
+            }
             _ => Self::Text(json),
         }
     }

@@ -335,3 +335,22 @@ async fn outbox_compresses_large_payloads_and_publishes_them_unchanged() {
         assert_eq!(env.payload, big);
     }
 }
+
+#[tokio::test]
+async fn sqlite_connections_get_the_embedded_page_cache_size() {
+    // Nothing in this test binary calls `set_sqlite_cache_kib`, so every connection has the
+    // embedded default, in KiB (a negative `cache_size`), not SQLite's 2000 KiB.
+    let dir = bs_testkit::temp_dir();
+    let db = Database::open(&StoreTarget::Sqlite(dir.path().join("cache.db")), 2)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let mut conn = db.pool().acquire().await.unwrap();
+        let (size,): (i64,) = sqlx::query_as("PRAGMA cache_size")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(size, -i64::from(bs_store::DEFAULT_SQLITE_CACHE_KIB));
+    }
+    db.close().await;
+}
