@@ -320,3 +320,54 @@ async fn a_smaller_gap_splits_new_kills_the_default_joins_and_older_battles_are_
     assert_eq!(doc["running"], true);
     assert_eq!(battles.settings(), EngineSettings::default());
 }
+
+/// Stored settings are read back by a new service core on the same database, on SQLite and
+/// (when configured) PostgreSQL.
+#[tokio::test]
+async fn stored_settings_survive_a_reopen_on_both_backends() {
+    let dir = bs_testkit::temp_dir();
+    let mut backends = vec![("sqlite", sqlite(dir.path()).await)];
+    if let Some(pg) = postgres().await {
+        backends.push(("postgres", pg));
+    }
+    for (name, db) in backends {
+        let open = |db: bs_store::Database| async move {
+            let battles = battles_on(db.clone(), EngineSettings::default()).await;
+            settings::router(SettingsState {
+                battles,
+                db,
+                config: BattleConfig::default(),
+                changing: Arc::default(),
+            })
+        };
+        let router = open(db.clone()).await;
+        let (_, _, doc) = call(&router, "GET", "/settings", None).await;
+        assert_eq!(doc["source"], "config", "{name}");
+        let body = settings_body("45m", json!(8), json!(10), "96h");
+        let (status, _, doc) = call(&router, "PUT", "/settings", Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {doc}");
+        let (status, _, _) = call(&router, "PUT", "/settings", Some(json!({"gap": "1s"}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+        let router = open(db.clone()).await;
+        let (_, _, doc) = call(&router, "GET", "/settings", None).await;
+        assert_eq!(doc["source"], "stored", "{name}");
+        assert_eq!(doc["effective"]["gap"], "45m", "{name}");
+        assert_eq!(doc["effective"]["min_kills"], 8, "{name}");
+        assert_eq!(doc["effective"]["min_pilots"], 10, "{name}");
+        assert_eq!(
+            doc["effective"]["reopen_window_ms"],
+            96 * 3_600_000,
+            "{name}"
+        );
+        assert_eq!(doc["changed_by"], "Ada Admin", "{name}");
+        let effective = settings::effective(&db, &BattleConfig::default())
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(effective.gap_ms, 45 * 60_000, "{name}");
+        let (status, _, doc) = call(&router, "DELETE", "/settings", None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert_eq!(doc["source"], "config", "{name}");
+        db.close().await;
+    }
+}
