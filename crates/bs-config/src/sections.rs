@@ -354,13 +354,27 @@ pub struct EnrichmentConfig {
     pub refresh_prices: bool,
     /// How long resolved names stay fresh.
     pub name_ttl: String,
+    /// A player corporation's ticker is asked from ESI (one call each) once the corporation
+    /// was seen on this many killmails within `ticker_window`; 1 asks for every corporation.
+    /// Alliance tickers are always asked (few alliances, many killmails each).
+    pub corporation_ticker_min_killmails: u32,
+    /// How long sightings count toward `corporation_ticker_min_killmails`.
+    pub ticker_window: String,
+    /// Upper bound on background `GET /corporations/{id}` calls per minute (0: no bound).
+    pub corporation_ticker_calls_per_minute: u32,
 }
 
 impl Default for EnrichmentConfig {
     fn default() -> Self {
+        // Ticker defaults measured on the real week (services/enrichment/src/tickers.rs):
+        // half the corporations appear on fewer than 10 killmails and are never shown with a
+        // ticker in a report's side summary.
         Self {
             refresh_prices: true,
             name_ttl: "7d".into(),
+            corporation_ticker_min_killmails: 10,
+            ticker_window: "7d".into(),
+            corporation_ticker_calls_per_minute: 60,
         }
     }
 }

@@ -94,6 +94,22 @@ pub fn ttls(config: &Config) -> anyhow::Result<Ttls> {
     })
 }
 
+/// The ticker policy from the configuration (`enrichment.corporation_ticker_*`,
+/// `enrichment.ticker_window`).
+pub fn ticker_policy(config: &Config) -> anyhow::Result<tickers::TickerPolicy> {
+    let e = &config.enrichment;
+    let window = humantime::parse_duration(&e.ticker_window)
+        .with_context(|| format!("enrichment.ticker_window `{}`", e.ticker_window))?;
+    Ok(tickers::TickerPolicy {
+        corporation_min_killmails: e.corporation_ticker_min_killmails.max(1),
+        window,
+        corporation_calls_per_minute: match e.corporation_ticker_calls_per_minute {
+            0 => u32::MAX,
+            n => n,
+        },
+    })
+}
+
 /// Starts the service: opens its database, spawns the consumer, the outbox relay, the
 /// name resolver and (live mode) the daily price refresh, and returns its router.
 pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
@@ -115,6 +131,7 @@ pub async fn start(ctx: &ServiceContext) -> anyhow::Result<ServiceHandle> {
         esi,
         ttls(&ctx.config)?,
     ));
+    knowledge.tickers.set_policy(ticker_policy(&ctx.config)?);
     knowledge.load(ctx.clock.now().timestamp_millis()).await?;
     if ctx.offline {
         // No ESI in the demo: real names from the bundled snapshot instead of "pending".

@@ -289,3 +289,30 @@ async fn corporation_tickers_follow_the_policy() {
     assert!(carried > 0);
     check(&later);
 }
+
+#[test]
+fn the_ticker_policy_comes_from_configuration() {
+    let mut config = bs_config::Config::default();
+    assert_eq!(
+        bs_enrichment::ticker_policy(&config).unwrap(),
+        TickerPolicy::default(),
+        "the configuration's defaults are the policy's"
+    );
+    config.enrichment.corporation_ticker_min_killmails = 1;
+    config.enrichment.ticker_window = "1d".into();
+    config.enrichment.corporation_ticker_calls_per_minute = 0;
+    assert_eq!(
+        bs_enrichment::ticker_policy(&config).unwrap(),
+        TickerPolicy {
+            corporation_min_killmails: 1,
+            window: std::time::Duration::from_secs(86_400),
+            corporation_calls_per_minute: u32::MAX,
+        }
+    );
+    config.enrichment.ticker_window = "a week".into();
+    let err = bs_enrichment::ticker_policy(&config).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("enrichment.ticker_window"),
+        "{err:#}"
+    );
+}
