@@ -64,13 +64,20 @@ pub struct Batch {
 pub struct Relays {
     hub: Arc<Hub>,
     open: Mutex<HashMap<String, Arc<Relay>>>,
+    /// When idle relays were last looked for: at most once per [`SWEEP_EVERY`], because
+    /// every poll of every relay passes here (1,000 relays × 1,000 polls per killmail).
+    last_sweep: Mutex<Instant>,
 }
+
+/// How often polls look for idle relays.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Relays {
     pub fn new(hub: Arc<Hub>) -> Arc<Self> {
         Arc::new(Self {
             hub,
             open: Mutex::new(HashMap::new()),
+            last_sweep: Mutex::new(Instant::now()),
         })
     }
 
@@ -129,6 +136,13 @@ impl Relays {
     /// Drops relays idle for longer than [`IDLE`].
     fn sweep(&self) {
         let now = Instant::now();
+        {
+            let mut last = self.last_sweep.lock();
+            if now.duration_since(*last) < SWEEP_EVERY {
+                return;
+            }
+            *last = now;
+        }
         let stale: Vec<Arc<Relay>> = {
             let mut open = self.open.lock();
             let keys: Vec<String> = open
