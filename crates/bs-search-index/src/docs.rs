@@ -24,11 +24,27 @@ pub enum Collection {
     Alliances,
     Systems,
     ShipTypes,
+    Regions,
+    Constellations,
 }
 
 impl Collection {
     /// Every collection, in a stable order (also the tie-break order of mixed results).
-    pub const ALL: [Collection; 7] = [
+    pub const ALL: [Collection; 9] = [
+        Collection::Alliances,
+        Collection::Corporations,
+        Collection::Characters,
+        Collection::Systems,
+        Collection::Constellations,
+        Collection::Regions,
+        Collection::ShipTypes,
+        Collection::Battles,
+        Collection::Killmails,
+    ];
+
+    /// The order in which the tantivy union schema is built. Collections added later go last
+    /// and reuse existing field names only, so indexes on disk keep their schema.
+    pub const SCHEMA_ORDER: [Collection; 9] = [
         Collection::Alliances,
         Collection::Corporations,
         Collection::Characters,
@@ -36,6 +52,8 @@ impl Collection {
         Collection::ShipTypes,
         Collection::Battles,
         Collection::Killmails,
+        Collection::Regions,
+        Collection::Constellations,
     ];
 
     /// The collection name (`ship_types`).
@@ -48,6 +66,8 @@ impl Collection {
             Collection::Alliances => "alliances",
             Collection::Systems => "systems",
             Collection::ShipTypes => "ship_types",
+            Collection::Regions => "regions",
+            Collection::Constellations => "constellations",
         }
     }
 
@@ -61,6 +81,8 @@ impl Collection {
             Collection::Alliances => ALLIANCE_FIELDS,
             Collection::Systems => SYSTEM_FIELDS,
             Collection::ShipTypes => SHIP_TYPE_FIELDS,
+            Collection::Regions => REGION_FIELDS,
+            Collection::Constellations => CONSTELLATION_FIELDS,
         }
     }
 
@@ -233,6 +255,26 @@ const SHIP_TYPE_FIELDS: &[FieldSpec] = &[
     f("activityScore", I64, false, true),
 ];
 
+/// Regions and constellations (from the SDE) reuse field names of the other collections
+/// only (see [`Collection::SCHEMA_ORDER`]).
+const REGION_FIELDS: &[FieldSpec] = &[
+    f("name", Str, false, true),
+    f("battleCount", I64, false, true),
+    f("killCount", I64, false, true),
+    f("lastBattleAt", I64, false, true),
+    f("activityScore", I64, false, true),
+];
+
+const CONSTELLATION_FIELDS: &[FieldSpec] = &[
+    f("name", Str, false, true),
+    f("regionId", Str, true, false),
+    f("regionName", Str, true, false),
+    f("battleCount", I64, false, true),
+    f("killCount", I64, false, true),
+    f("lastBattleAt", I64, false, true),
+    f("activityScore", I64, false, true),
+];
+
 /// A battle (plan: `battles`). `characterNames` holds at most the top 50 pilots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -380,6 +422,34 @@ pub struct ShipTypeDoc {
     pub activity_score: i64,
 }
 
+/// A region (from the SDE), ranked by battles and kills in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionDoc {
+    pub id: String,
+    pub name: String,
+    pub battle_count: i64,
+    pub kill_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_battle_at: Option<i64>,
+    pub activity_score: i64,
+}
+
+/// A constellation (from the SDE), ranked by battles and kills in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ConstellationDoc {
+    pub id: String,
+    pub name: String,
+    pub region_id: String,
+    pub region_name: String,
+    pub battle_count: i64,
+    pub kill_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_battle_at: Option<i64>,
+    pub activity_score: i64,
+}
+
 /// Any document, tagged with its collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "doc", rename_all = "snake_case")]
@@ -391,6 +461,8 @@ pub enum Document {
     Alliance(AllianceDoc),
     System(SystemDoc),
     ShipType(ShipTypeDoc),
+    Region(RegionDoc),
+    Constellation(ConstellationDoc),
 }
 
 /// The plan's entity activity: `round(battleCount·10 + max(0, 100 − daysSinceLastSeen))`.
@@ -435,6 +507,8 @@ impl Document {
             Document::Alliance(_) => Collection::Alliances,
             Document::System(_) => Collection::Systems,
             Document::ShipType(_) => Collection::ShipTypes,
+            Document::Region(_) => Collection::Regions,
+            Document::Constellation(_) => Collection::Constellations,
         }
     }
 
@@ -448,6 +522,8 @@ impl Document {
             Document::Alliance(d) => &d.id,
             Document::System(d) => &d.id,
             Document::ShipType(d) => &d.id,
+            Document::Region(d) => &d.id,
+            Document::Constellation(d) => &d.id,
         }
     }
 
@@ -494,6 +570,8 @@ impl Document {
             ),
             Document::System(d) => (d.name.clone(), "", Vec::new(), d.activity_score),
             Document::ShipType(d) => (d.name.clone(), "", vec![&d.group_name], d.activity_score),
+            Document::Region(d) => (d.name.clone(), "", Vec::new(), d.activity_score),
+            Document::Constellation(d) => (d.name.clone(), "", Vec::new(), d.activity_score),
         };
         if text::compact(&name).is_empty() {
             return Err(format!("name {name:?} has no searchable characters"));

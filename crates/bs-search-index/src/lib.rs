@@ -4,16 +4,18 @@
 //! [`TypesenseIndex`] (a Typesense 0.24.1 server over plain HTTP). Both pass one conformance suite
 //! (`tests/main.rs`).
 //!
-//! Seven collections ([`Collection`]) hold small documents ([`docs`]) with string ids. Names are
+//! Nine collections ([`Collection`]) hold small documents ([`docs`]) with string ids. Names are
 //! normalised by [`text`] into words, a compact form and edge n-grams so that EVE's awkward names
 //! (`O-IVNH`, `J105951`, `Hel'ls`, `[GSF]`) are found by whatever a user types. Engines retrieve
 //! candidates; the final autocomplete order is computed here, from [`text::match_quality`] (tier)
-//! plus [`text::activity_bonus`] (tie-break), identically for both backends.
+//! plus [`text::activity_bonus`] (tie-break), identically for both backends. The tantivy backend
+//! retrieves autocomplete candidates from an in-memory [`prefix`] index beside the engine.
 //!
 //! Bad input is a counted rejection ([`UpsertReport::rejected`], [`SearchError::InvalidQuery`]),
 //! never a panic. Nothing here reads the clock.
 
 pub mod docs;
+pub mod prefix;
 pub mod tantivy_index;
 pub mod text;
 pub mod typesense;
@@ -24,9 +26,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use docs::{
-    AllianceDoc, BattleDoc, CharacterDoc, Collection, CorporationDoc, Document, FieldKind,
-    FieldSpec, KillmailDoc, ShipTypeDoc, SystemDoc, activity_score, battle_score,
+    AllianceDoc, BattleDoc, CharacterDoc, Collection, ConstellationDoc, CorporationDoc, Document,
+    FieldKind, FieldSpec, KillmailDoc, RegionDoc, ShipTypeDoc, SystemDoc, activity_score,
+    battle_score,
 };
+pub use prefix::{PrefixConfig, PrefixStats};
 pub use tantivy_index::{TantivyConfig, TantivyIndex};
 pub use typesense::{TypesenseConfig, TypesenseIndex};
 

@@ -281,6 +281,9 @@ async fn entity(
         EntityKind::Character => (None, None, Some(eq("victimCharacterId"))),
         EntityKind::System => (Some(eq("systemId")), Some(eq("systemId")), None),
         EntityKind::ShipType => (None, None, Some(eq("shipTypeId"))),
+        EntityKind::Region => (Some(eq("regionId")), Some(eq("regionId")), None),
+        // Battle and killmail documents carry no constellation.
+        EntityKind::Constellation => (None, None, None),
     };
     let mirror = s.with_indexer(|ix| ix.entity(kind, id).cloned());
     let name = match &mirror {
@@ -291,6 +294,8 @@ async fn entity(
                 EntityKind::System => sde.system(id).map(|x| x.name.clone()),
                 EntityKind::ShipType => sde.type_info(id).map(|x| x.name.clone()),
                 EntityKind::Corporation => sde.npc_corporation(id).map(|x| x.name.clone()),
+                EntityKind::Region => sde.region(id).map(|x| x.name.clone()),
+                EntityKind::Constellation => sde.constellation(id).map(|x| x.name.clone()),
                 _ => None,
             }
         }
@@ -322,7 +327,8 @@ async fn entity(
     };
     let ship_filter = match kind {
         EntityKind::System => Some(eq("systemId")),
-        EntityKind::ShipType => None,
+        EntityKind::Region => Some(eq("regionId")),
+        EntityKind::ShipType | EntityKind::Constellation => None,
         _ => losses_f,
     };
     let top_ships: Vec<FacetCount> = match ship_filter {

@@ -31,8 +31,8 @@ use bs_events::{
 };
 use bs_sde::StaticData;
 use bs_search_index::{
-    AllianceDoc, BattleDoc, CharacterDoc, Collection, CorporationDoc, Document, KillmailDoc,
-    ShipTypeDoc, SystemDoc, activity_score, battle_score,
+    AllianceDoc, BattleDoc, CharacterDoc, Collection, ConstellationDoc, CorporationDoc, Document,
+    KillmailDoc, RegionDoc, ShipTypeDoc, SystemDoc, activity_score, battle_score,
 };
 
 /// The SDE category of ships (indexed as `ship_types` at start).
@@ -46,6 +46,9 @@ pub enum EntityKind {
     Alliance,
     System,
     ShipType,
+    /// Regions and constellations (from the SDE): battles and kills in them.
+    Region,
+    Constellation,
 }
 
 impl EntityKind {
@@ -57,6 +60,8 @@ impl EntityKind {
             EntityKind::Alliance => Collection::Alliances,
             EntityKind::System => Collection::Systems,
             EntityKind::ShipType => Collection::ShipTypes,
+            EntityKind::Region => Collection::Regions,
+            EntityKind::Constellation => Collection::Constellations,
         }
     }
 
@@ -68,6 +73,8 @@ impl EntityKind {
             EntityKind::Alliance => 3,
             EntityKind::System => 4,
             EntityKind::ShipType => 5,
+            EntityKind::Region => 6,
+            EntityKind::Constellation => 7,
         }
     }
 
@@ -79,6 +86,8 @@ impl EntityKind {
             3 => EntityKind::Alliance,
             4 => EntityKind::System,
             5 => EntityKind::ShipType,
+            6 => EntityKind::Region,
+            7 => EntityKind::Constellation,
             _ => return None,
         })
     }
@@ -91,6 +100,8 @@ impl EntityKind {
             Collection::Alliances => EntityKind::Alliance,
             Collection::Systems => EntityKind::System,
             Collection::ShipTypes => EntityKind::ShipType,
+            Collection::Regions => EntityKind::Region,
+            Collection::Constellations => EntityKind::Constellation,
             Collection::Battles | Collection::Killmails => return None,
         })
     }
@@ -403,6 +414,10 @@ impl Indexer {
             changes.dirty.insert((EntityKind::ShipType, ship.type_id));
         }
         changes.dirty.insert((EntityKind::System, km.system.id));
+        let areas = area_keys(self.sde, km.system.id);
+        for k in &areas {
+            changes.dirty.insert(*k);
+        }
 
         if first {
             let mut bump = |key: EntityKey, kill: bool| {
@@ -426,6 +441,9 @@ impl Indexer {
             }
             bump((EntityKind::ShipType, ship.type_id), false);
             bump((EntityKind::System, km.system.id), true);
+            for k in &areas {
+                bump(*k, true);
+            }
             // One kill per entity per mail, however many of its pilots were on it.
             let mut seen: HashSet<EntityKey> = HashSet::new();
             for a in km.attackers.iter().filter(|a| !a.is_npc) {
@@ -463,7 +481,7 @@ impl Indexer {
             return;
         }
         self.gone_battles.remove(&id);
-        let members = battle_members(b);
+        let members = battle_members(self.sde, b);
         let old = self.battle_members.remove(&id).unwrap_or_default();
         let end = ts(b.end_time);
         for k in &old {
@@ -611,6 +629,24 @@ impl Indexer {
                     + i64::from(e.kills).min(1_000) / 10;
                 Document::System(d)
             }
+            EntityKind::Region => {
+                let mut d = region_doc(self.sde, id)?;
+                d.battle_count = i64::from(e.battles);
+                d.kill_count = i64::from(e.kills);
+                d.last_battle_at = (e.battles > 0).then_some(e.last_seen);
+                d.activity_score = activity_score(i64::from(e.battles), e.last_seen, now)
+                    + i64::from(e.kills).min(1_000) / 10;
+                Document::Region(d)
+            }
+            EntityKind::Constellation => {
+                let mut d = constellation_doc(self.sde, id)?;
+                d.battle_count = i64::from(e.battles);
+                d.kill_count = i64::from(e.kills);
+                d.last_battle_at = (e.battles > 0).then_some(e.last_seen);
+                d.activity_score = activity_score(i64::from(e.battles), e.last_seen, now)
+                    + i64::from(e.kills).min(1_000) / 10;
+                Document::Constellation(d)
+            }
             EntityKind::ShipType => {
                 let mut d = ship_type_doc(self.sde, id).or_else(|| {
                     let (gid, gname) = e.group.clone().unwrap_or((0, String::new()));
@@ -688,9 +724,21 @@ impl Indexer {
     }
 }
 
-/// The entities a battle snapshot counts for: its systems and its sides' main alliances and
-/// corporations.
-fn battle_members(b: &BattleSnapshot) -> Vec<EntityKey> {
+/// The region and constellation of a system (empty when the SDE does not know it).
+fn area_keys(sde: &StaticData, system_id: i64) -> Vec<EntityKey> {
+    sde.system(system_id)
+        .map(|s| {
+            vec![
+                (EntityKind::Region, s.region_id),
+                (EntityKind::Constellation, s.constellation_id),
+            ]
+        })
+        .unwrap_or_default()
+}
+
+/// The entities a battle snapshot counts for: its systems (and their constellations and
+/// regions) and its sides' main alliances and corporations.
+fn battle_members(sde: &StaticData, b: &BattleSnapshot) -> Vec<EntityKey> {
     let mut out: Vec<EntityKey> = Vec::new();
     let mut add = |k: EntityKey| {
         if k.1 > 0 && !out.contains(&k) {
@@ -699,6 +747,9 @@ fn battle_members(b: &BattleSnapshot) -> Vec<EntityKey> {
     };
     for s in &b.system_ids {
         add((EntityKind::System, *s));
+        for k in area_keys(sde, *s) {
+            add(k);
+        }
     }
     for side in &b.sides {
         for a in &side.alliance_ids {
@@ -786,6 +837,29 @@ fn system_doc(sde: &StaticData, id: i64) -> Option<SystemDoc> {
     })
 }
 
+fn region_doc(sde: &StaticData, id: i64) -> Option<RegionDoc> {
+    let r = sde.region(id)?;
+    Some(RegionDoc {
+        id: id.to_string(),
+        name: r.name.clone(),
+        ..Default::default()
+    })
+}
+
+fn constellation_doc(sde: &StaticData, id: i64) -> Option<ConstellationDoc> {
+    let c = sde.constellation(id)?;
+    Some(ConstellationDoc {
+        id: id.to_string(),
+        name: c.name.clone(),
+        region_id: c.region_id.to_string(),
+        region_name: sde
+            .region(c.region_id)
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
 fn ship_type_doc(sde: &StaticData, id: i64) -> Option<ShipTypeDoc> {
     let t = sde.type_info(id)?;
     let g = sde.group(t.group_id)?;
@@ -799,14 +873,29 @@ fn ship_type_doc(sde: &StaticData, id: i64) -> Option<ShipTypeDoc> {
     })
 }
 
-/// Every solar system and every published ship type of the SDE, with zero activity: what is
-/// searchable before the first killmail.
+/// Every solar system, constellation and region and every published ship type of the SDE,
+/// with zero activity: what is searchable before the first killmail. The SDE has no listing of
+/// regions and constellations, so they are the ones that have systems.
 pub fn static_docs(sde: &StaticData) -> Vec<Document> {
     let mut docs: Vec<Document> = sde
         .systems()
         .filter_map(|s| system_doc(sde, s.id))
         .map(Document::System)
         .collect();
+    let regions: BTreeSet<i64> = sde.systems().map(|s| s.region_id).collect();
+    let constellations: BTreeSet<i64> = sde.systems().map(|s| s.constellation_id).collect();
+    docs.extend(
+        regions
+            .into_iter()
+            .filter_map(|id| region_doc(sde, id))
+            .map(Document::Region),
+    );
+    docs.extend(
+        constellations
+            .into_iter()
+            .filter_map(|id| constellation_doc(sde, id))
+            .map(Document::Constellation),
+    );
     docs.extend(
         sde.types()
             .filter(|t| {
@@ -828,13 +917,22 @@ mod tests {
     #[test]
     fn static_docs_cover_systems_and_ships() {
         let docs = static_docs(StaticData::bundled());
-        let systems = docs
-            .iter()
-            .filter(|d| d.collection() == Collection::Systems)
-            .count();
-        let ships = docs.len() - systems;
+        let count = |c: Collection| docs.iter().filter(|d| d.collection() == c).count();
+        let systems = count(Collection::Systems);
+        let ships = count(Collection::ShipTypes);
         assert!(systems > 5_000, "{systems}");
         assert!(ships > 300, "{ships}");
+        // Known space has 60+ regions, wormhole space and Pochven add more.
+        assert!(
+            count(Collection::Regions) > 60,
+            "{}",
+            count(Collection::Regions)
+        );
+        assert!(count(Collection::Constellations) > 500);
+        assert!(
+            docs.iter()
+                .any(|d| matches!(d, Document::Region(r) if r.name == "Delve"))
+        );
         assert!(
             docs.iter()
                 .any(|d| matches!(d, Document::System(s) if s.name == "O-IVNH"))

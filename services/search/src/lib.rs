@@ -142,19 +142,27 @@ impl Search {
         Ok(search)
     }
 
-    /// Creates the collections and indexes the static data (systems, ship types) unless the
-    /// backend already holds them (a restart must not reset their activity counters).
+    /// Creates the collections and indexes the static data (systems, constellations, regions,
+    /// ship types) of every collection the backend holds fewer of than the SDE has (a restart
+    /// must not reset their activity counters; an index from before regions were indexed gets
+    /// them on its next start).
     pub async fn prepare(&self) -> Result<(), SearchError> {
         self.index.ensure_collections().await?;
-        let docs = indexer::static_docs(StaticData::bundled());
-        let systems = docs
-            .iter()
-            .filter(|d| d.collection() == Collection::Systems)
-            .count() as u64;
-        let ships = docs.len() as u64 - systems;
-        let have_systems = self.index.count(Collection::Systems).await?;
-        let have_ships = self.index.count(Collection::ShipTypes).await?;
-        if have_systems < systems || have_ships < ships {
+        let mut docs = indexer::static_docs(StaticData::bundled());
+        let mut missing = Vec::new();
+        for c in [
+            Collection::Systems,
+            Collection::Constellations,
+            Collection::Regions,
+            Collection::ShipTypes,
+        ] {
+            let want = docs.iter().filter(|d| d.collection() == c).count() as u64;
+            if self.index.count(c).await? < want {
+                missing.push(c);
+            }
+        }
+        docs.retain(|d| missing.contains(&d.collection()));
+        if !docs.is_empty() {
             let report = self.index.upsert(&docs).await?;
             tracing::info!(
                 indexed = report.indexed,

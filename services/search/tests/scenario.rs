@@ -117,6 +117,34 @@ async fn real_fights(backend: Backend) {
         .unwrap()
         .id
         .to_string();
+    // Regions and constellations too: the UI's region filter completes `Delve`.
+    let sde = bs_sde::StaticData::bundled();
+    let delve = sde
+        .systems()
+        .find(|s| s.region_name == "Delve")
+        .unwrap()
+        .region_id
+        .to_string();
+    for q in ["Delve", "delv", "DELVE"] {
+        let hits = w.ac(q, "region").await;
+        assert_eq!(
+            hits.first(),
+            Some(&("regions".into(), delve.clone())),
+            "{q}: {hits:?}"
+        );
+    }
+    let constellation = sde.system(30004049).unwrap();
+    let hits = w
+        .ac(&constellation.constellation_name, "constellation")
+        .await;
+    assert_eq!(
+        hits.first(),
+        Some(&(
+            "constellations".into(),
+            constellation.constellation_id.to_string()
+        )),
+        "{hits:?}"
+    );
     // Four systems start with J1059; with no activity yet any order of them is fair.
     assert!(pos(&w.ac("j1059", "").await, "systems", &j105951).is_some());
     assert!(pos(&w.ac("rifter", "ship_types").await, "ship_types", "587").is_some());
@@ -259,6 +287,29 @@ async fn real_fights(backend: Backend) {
     assert!(
         !hits.is_empty() && hits.iter().all(|(t, _)| t == "killmails"),
         "{hits:?}"
+    );
+
+    // O-IVNH's region counts its kills and battles, on its entity page and in its document.
+    let home = bs_sde::StaticData::bundled().system(30004049).unwrap();
+    let (status, region) = get(&w.router, &format!("/entities/region/{}", home.region_id)).await;
+    assert_eq!(status, 200, "{region}");
+    assert_eq!(region["name"], home.region_name.as_str());
+    assert!(
+        region["kills"].as_u64().unwrap() >= oivnh.len() as u64,
+        "{region}"
+    );
+    assert!(region["battles"].as_u64().unwrap() >= 1, "{region}");
+    let body = w
+        .search(&format!(
+            "types=regions&q={}",
+            home.region_name.replace(' ', "%20")
+        ))
+        .await;
+    let hit = &body["hits"][0];
+    assert_eq!(hit["id"], home.region_id.to_string().as_str());
+    assert!(
+        hit["extra"]["killCount"].as_i64().unwrap() >= oivnh.len() as i64,
+        "{hit}"
     );
 
     // Facets on killmails match the data.

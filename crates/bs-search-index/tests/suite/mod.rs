@@ -642,3 +642,190 @@ pub async fn entity_detail_queries(idx: &dyn SearchIndex) {
     .await;
     assert_eq!(res.total, n_battles);
 }
+
+/// Names of one length sharing a prefix rank by activity, from the first character on; an
+/// exact name beats them all; an activity update reorders them.
+pub async fn prefix_ranking_by_activity(idx: &dyn SearchIndex) {
+    seeded(idx).await;
+    let ranchers: Vec<AllianceDoc> = (0..30)
+        .map(|i: i64| AllianceDoc {
+            id: format!("test-rank-{i:02}"),
+            name: format!("Qxq Ranchers {i:02}"),
+            ticker: format!("QX{i:02}"),
+            battle_count: 0,
+            last_seen_at: 0,
+            // Distinct, not in id order.
+            activity_score: (i * 7) % 30 * 10,
+        })
+        .collect();
+    let docs: Vec<Document> = ranchers.iter().cloned().map(Document::Alliance).collect();
+    idx.upsert(&docs).await.unwrap();
+    idx.refresh().await.unwrap();
+    let by_activity = |list: &[AllianceDoc], n: usize| -> Vec<String> {
+        let mut v = list.to_vec();
+        v.sort_by_key(|a| std::cmp::Reverse(a.activity_score));
+        v.into_iter().take(n).map(|a| a.id).collect()
+    };
+    let ids = |hits: Vec<Hit>| -> Vec<String> { hits.into_iter().map(|h| h.id).collect() };
+    for q in ["qxq", "Qxq R", "qxqranch", "qxq ranchers"] {
+        let hits = ac(idx, q, &[Collection::Alliances], 5).await;
+        assert_eq!(
+            ids(hits),
+            by_activity(&ranchers, 5),
+            "[{}] {q}",
+            idx.backend()
+        );
+    }
+    // Ticker prefixes: `QX0` matches the first ten tickers only.
+    let hits = ac(idx, "qx0", &[Collection::Alliances], 3).await;
+    assert_eq!(
+        ids(hits),
+        by_activity(&ranchers[..10], 3),
+        "[{}]",
+        idx.backend()
+    );
+    // An exact name wins over every more active prefix match.
+    let exact = Document::Alliance(AllianceDoc {
+        id: "test-rank-exact".into(),
+        name: "Qxq".into(),
+        ticker: "QXQ".into(),
+        ..Default::default()
+    });
+    idx.upsert(&[exact]).await.unwrap();
+    idx.refresh().await.unwrap();
+    let hits = ac(idx, "qxq", &[], 5).await;
+    assert_eq!(hits[0].id, "test-rank-exact");
+    assert_eq!(hits[0].kind, Collection::Alliances);
+    // The least active rancher becomes the most active one.
+    let mut quiet = ranchers
+        .iter()
+        .min_by_key(|a| a.activity_score)
+        .unwrap()
+        .clone();
+    quiet.activity_score = 10_000;
+    let quiet_id = quiet.id.clone();
+    idx.upsert(&[Document::Alliance(quiet)]).await.unwrap();
+    idx.refresh().await.unwrap();
+    let hits = ac(idx, "qxq ranch", &[Collection::Alliances], 3).await;
+    assert_eq!(hits[0].id, quiet_id, "[{}]", idx.backend());
+}
+
+/// A deleted document vanishes from autocomplete, whichever way it was deleted.
+pub async fn deleted_doc_vanishes_from_autocomplete(idx: &dyn SearchIndex) {
+    let fx = seeded(idx).await;
+    let gone = Document::Alliance(AllianceDoc {
+        id: "test-gone".into(),
+        name: "Vanishing Act Alliance".into(),
+        ticker: "VANSH".into(),
+        ..Default::default()
+    });
+    idx.upsert(&[gone]).await.unwrap();
+    idx.refresh().await.unwrap();
+    assert_found(idx, "vanish", Collection::Alliances, "test-gone", 1).await;
+    idx.delete(Collection::Alliances, &["test-gone".into()])
+        .await
+        .unwrap();
+    idx.refresh().await.unwrap();
+    for q in ["vanish", "Vanishing Act Alliance", "VANSH", "v", "act"] {
+        let hits = ac(idx, q, &[], 10).await;
+        assert!(hits.iter().all(|h| h.id != "test-gone"), "{q}: {hits:?}");
+    }
+    // A system deleted by id, and every system of a region deleted by filter.
+    idx.delete(Collection::Systems, &["30004049".into()])
+        .await
+        .unwrap();
+    idx.refresh().await.unwrap();
+    let hits = ac(idx, "o-iv", &[Collection::Systems], 10).await;
+    assert!(hits.iter().all(|h| h.id != "30004049"), "{hits:?}");
+    let tribute: Vec<&str> = fx
+        .systems
+        .iter()
+        .filter(|s| s.region_name == "Tribute")
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(!tribute.is_empty());
+    idx.delete_by_filter(Collection::Systems, &[Filter::eq("regionName", "Tribute")])
+        .await
+        .unwrap();
+    idx.refresh().await.unwrap();
+    for name in &tribute {
+        let hits = ac(idx, name, &[Collection::Systems], 10).await;
+        assert!(
+            hits.iter().all(|h| h.extra["regionName"] != "Tribute"),
+            "{name}: {hits:?}"
+        );
+    }
+    assert_eq!(
+        idx.count(Collection::Systems).await.unwrap(),
+        (fx.systems.len() - 1 - tribute.len()) as u64
+    );
+}
+
+/// A renamed entity is found under its new name only (also when renamed twice in one batch).
+pub async fn renamed_entity_found_under_new_name_only(idx: &dyn SearchIndex) {
+    let fx = seeded(idx).await;
+    let mut c = fx
+        .characters
+        .iter()
+        .find(|c| c.id == "91106348")
+        .unwrap()
+        .clone();
+    c.name = "Renamed Pilotname".into();
+    idx.upsert(&[Document::Character(c.clone())]).await.unwrap();
+    idx.refresh().await.unwrap();
+    assert_found(idx, "renamed pil", Collection::Characters, "91106348", 1).await;
+    for q in ["Cide Hel'nurath", "hel'nur", "helnurath", "cide hel"] {
+        let hits = ac(idx, q, &[Collection::Characters], 10).await;
+        assert!(hits.iter().all(|h| h.id != "91106348"), "{q}: {hits:?}");
+    }
+    let mut first = c.clone();
+    first.name = "Interim Namexq".into();
+    let mut second = c;
+    second.name = "Final Namexq".into();
+    idx.upsert(&[Document::Character(first), Document::Character(second)])
+        .await
+        .unwrap();
+    idx.refresh().await.unwrap();
+    assert_found(idx, "final namexq", Collection::Characters, "91106348", 1).await;
+    for q in ["interim namexq", "renamed pil"] {
+        let hits = ac(idx, q, &[Collection::Characters], 10).await;
+        assert!(hits.iter().all(|h| h.id != "91106348"), "{q}: {hits:?}");
+    }
+    assert_eq!(
+        idx.count(Collection::Characters).await.unwrap(),
+        fx.characters.len() as u64
+    );
+}
+
+/// Regions and constellations are searchable by name, restricted by type and mixed.
+pub async fn regions_and_constellations(idx: &dyn SearchIndex) {
+    let fx = seeded(idx).await;
+    assert!(fx.regions.len() >= 5);
+    for r in &fx.regions {
+        let hits = ac(idx, &r.name, &[Collection::Regions], 5).await;
+        assert_eq!(
+            (hits[0].kind, hits[0].id.as_str()),
+            (Collection::Regions, r.id.as_str()),
+            "[{}] {}",
+            idx.backend(),
+            r.name
+        );
+    }
+    // A wormhole region, typed without its dash.
+    assert_found(idx, "br0000", Collection::Regions, "11000004", 1).await;
+    // Mixed: the region by name above the battles fought in it (found by word).
+    let hits = ac(idx, "Pure Blind", &[], 10).await;
+    assert_eq!(hits[0].kind, Collection::Regions, "{hits:?}");
+    assert_eq!(hits[0].name, "Pure Blind");
+    assert!(
+        hits.iter().any(|h| h.kind == Collection::Battles),
+        "{hits:?}"
+    );
+    // Prefixes from the first characters.
+    let hits = ac(idx, "pure", &[Collection::Regions], 3).await;
+    assert_eq!(hits[0].name, "Pure Blind");
+    let c = &fx.constellations[0];
+    let hits = ac(idx, &c.name, &[Collection::Constellations], 3).await;
+    assert_eq!(hits[0].id, c.id, "{hits:?}");
+    assert_eq!(hits[0].extra["regionName"], c.region_name.as_str());
+}
