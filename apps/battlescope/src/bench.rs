@@ -234,6 +234,11 @@ async fn run_in(config: Config, args: &BenchArgs, root: &Path) -> anyhow::Result
         "backend": args.backend.as_str(),
         "search_backend": "tantivy",
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        // The allocator settings the figures were taken with (see `crate::malloc`).
+        "allocator": {
+            "glibc_tunables": std::env::var("GLIBC_TUNABLES").ok(),
+            "malloc_arena_max": std::env::var("MALLOC_ARENA_MAX").ok(),
+        },
         "dataset": {
             "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
             "bytes": dataset_bytes,

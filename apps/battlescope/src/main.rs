@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod malloc;
 mod sample;
 mod services;
 mod topology;
@@ -13,6 +14,8 @@ mod topology;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // First, before any thread or allocation worth keeping: may replace this process.
+    malloc::tune();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -27,6 +27,8 @@ pub enum Mode {
 pub(crate) async fn context(config: Config, offline: bool) -> anyhow::Result<ServiceContext> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+    // Before any database is opened: every SQLite connection of the process takes it.
+    bs_store::set_sqlite_cache_kib(config.store.sqlite_cache_kib);
     let bus_config = match config.bus.kind {
         BusKind::Embedded => BusConfig::embedded(config.data_dir.clone()),
         BusKind::Kafka => {
@@ -44,7 +46,10 @@ pub(crate) async fn context(config: Config, offline: bool) -> anyhow::Result<Ser
         .await
         .context("creating bus topics")?;
     let cache: Arc<dyn Cache> = match config.cache.kind {
-        CacheKind::Memory => Arc::new(MemoryCache::new(config.cache.max_entries)),
+        CacheKind::Memory => Arc::new(MemoryCache::with_limits(
+            config.cache.max_entries,
+            config.cache.max_bytes,
+        )),
         CacheKind::Redis => Arc::new(
             RedisCache::connect(&config.cache.redis_url, "battlescope:")
                 .await

@@ -235,3 +235,41 @@ fn soak_arguments_are_checked_with_clear_errors() {
         assert!(err.contains(needle) && !err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn the_binary_runs_with_the_tuned_allocator_unless_the_operator_chose() {
+    let run = |envs: &[(&str, &str)]| -> Value {
+        let dir = bs_testkit::temp_dir();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_battlescope"));
+        cmd.args(["bench", "--json", "--dataset", FIGHT])
+            .env("BATTLESCOPE_DATA_DIR", dir.path())
+            .env_remove("GLIBC_TUNABLES")
+            .env_remove("MALLOC_ARENA_MAX")
+            .env_remove("BATTLESCOPE_MALLOC_TUNING");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run battlescope bench");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).expect("bench --json prints JSON");
+        r["allocator"].clone()
+    };
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        let tuned = run(&[]);
+        let tunables = tuned["glibc_tunables"].as_str().unwrap_or_default();
+        assert!(
+            tunables.contains("glibc.malloc.arena_max=2")
+                && tunables.contains("glibc.malloc.mmap_threshold="),
+            "re-executed with the tunables: {tuned}"
+        );
+    }
+    let chosen = run(&[("MALLOC_ARENA_MAX", "4")]);
+    assert_eq!(chosen["glibc_tunables"], Value::Null, "{chosen}");
+    assert_eq!(chosen["malloc_arena_max"], "4");
+    let off = run(&[("BATTLESCOPE_MALLOC_TUNING", "off")]);
+    assert_eq!(off["glibc_tunables"], Value::Null, "{off}");
+}

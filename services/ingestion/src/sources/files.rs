@@ -249,9 +249,13 @@ pub async fn import_into(
     let mut to_workers = Vec::with_capacity(threads);
     let mut from_workers = Vec::with_capacity(threads);
     let mut workers = Vec::with_capacity(threads);
+    // One chunk queued on each side of a preparing thread: enough to keep the writer fed
+    // (it takes chunks in turn from every thread), while every chunk in flight is ~1000
+    // killmails held three times (raw line, parsed, compressed outbox payload). With two
+    // queued per side, the import's in-flight chunks were ~70 MB of the week's peak heap.
     for _ in 0..threads {
-        let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<RawChunk>(2);
-        let (tx, rx) = mpsc::channel::<Chunk>(2);
+        let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<RawChunk>(1);
+        let (tx, rx) = mpsc::channel::<Chunk>(1);
         to_workers.push(raw_tx);
         from_workers.push(rx);
         let pipeline = Arc::clone(&pipeline);
