@@ -29,7 +29,7 @@ use super::account::{
     flash, flash_text, require_login, see_other, session_rows, unavailable, verify_csrf,
 };
 use super::battles::{encode, query_map};
-use super::{Layout, message, render};
+use super::{Layout, form_post, message, render};
 use crate::{AppState, view};
 
 /// The features roles are granted in, and the role ladder (keys as the service spells them).
@@ -61,6 +61,19 @@ async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<Me, Resp
             false,
         ))
     }
+}
+
+/// The guard of an admin form whose effect lands outside the authentication service: the
+/// Admin role, then the CSRF token (checked with the authentication service, since the other
+/// services have no sessions).
+async fn admin_checked(
+    state: &AppState,
+    headers: &HeaderMap,
+    fwd: &Fwd,
+    token: &str,
+) -> Result<(), Response> {
+    require_admin(state, headers).await?;
+    verify_csrf(state, headers, fwd, token).await
 }
 
 /// What every admin page shows around its content.
@@ -1087,29 +1100,26 @@ pub async fn start_backfill(
     fwd: Fwd,
     Form(form): Form<Fields>,
 ) -> Response {
-    if let Err(r) = require_admin(&state, &headers).await {
-        return r;
-    }
-    if let Err(r) = verify_csrf(&state, &headers, &fwd, field(&form, "csrf_token")).await {
-        return r;
-    }
     let body = json!({
         "from": field(&form, "from"),
         "to": field(&form, "to"),
         "source": field(&form, "source"),
     });
-    act(
-        &state,
-        &headers,
-        Call {
-            service: ServiceName::Ingestion,
-            method: Method::POST,
-            path: "/backfill/jobs",
-            headers: &HeaderMap::new(),
-            body: Some(&body),
-        },
-        "/admin/ingestion",
-        "job_started",
+    form_post(
+        admin_checked(&state, &headers, &fwd, field(&form, "csrf_token")),
+        act(
+            &state,
+            &headers,
+            Call {
+                service: ServiceName::Ingestion,
+                method: Method::POST,
+                path: "/backfill/jobs",
+                headers: &HeaderMap::new(),
+                body: Some(&body),
+            },
+            "/admin/ingestion",
+            "job_started",
+        ),
     )
     .await
 }
@@ -1122,24 +1132,22 @@ pub async fn cancel_backfill(
     Path(id): Path<String>,
     Form(form): Form<Fields>,
 ) -> Response {
-    if let Err(r) = require_admin(&state, &headers).await {
-        return r;
-    }
-    if let Err(r) = verify_csrf(&state, &headers, &fwd, field(&form, "csrf_token")).await {
-        return r;
-    }
-    act(
-        &state,
-        &headers,
-        Call {
-            service: ServiceName::Ingestion,
-            method: Method::DELETE,
-            path: &format!("/backfill/jobs/{}", encode(&id)),
-            headers: &HeaderMap::new(),
-            body: None,
-        },
-        "/admin/ingestion",
-        "job_cancelled",
+    let path = format!("/backfill/jobs/{}", encode(&id));
+    form_post(
+        admin_checked(&state, &headers, &fwd, field(&form, "csrf_token")),
+        act(
+            &state,
+            &headers,
+            Call {
+                service: ServiceName::Ingestion,
+                method: Method::DELETE,
+                path: &path,
+                headers: &HeaderMap::new(),
+                body: None,
+            },
+            "/admin/ingestion",
+            "job_cancelled",
+        ),
     )
     .await
 }
@@ -1470,33 +1478,29 @@ pub async fn save_clusterer(
     }
 }
 
-/// `POST /admin/clusterer/revert`: forgets the stored settings; the configuration applies.
+/// `POST /admin/clusterer/revert`: forgets the stored settings; the configuration applies
+/// (the battle service logs the change).
 pub async fn revert_clusterer(
     State(state): State<AppState>,
     headers: HeaderMap,
     fwd: Fwd,
     Form(form): Form<Fields>,
 ) -> Response {
-    let me = match require_admin(&state, &headers).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    if let Err(r) = verify_csrf(&state, &headers, &fwd, field(&form, "csrf_token")).await {
-        return r;
-    }
-    tracing::info!(account = %me.account_id, "clusterer settings reverted to the configuration");
-    act(
-        &state,
-        &headers,
-        Call {
-            service: ServiceName::Battle,
-            method: Method::DELETE,
-            path: "/settings",
-            headers: &HeaderMap::new(),
-            body: None,
-        },
-        "/admin/clusterer",
-        "clusterer_reverted",
+    form_post(
+        admin_checked(&state, &headers, &fwd, field(&form, "csrf_token")),
+        act(
+            &state,
+            &headers,
+            Call {
+                service: ServiceName::Battle,
+                method: Method::DELETE,
+                path: "/settings",
+                headers: &HeaderMap::new(),
+                body: None,
+            },
+            "/admin/clusterer",
+            "clusterer_reverted",
+        ),
     )
     .await
 }

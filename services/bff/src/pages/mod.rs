@@ -181,6 +181,20 @@ impl Layout {
     }
 }
 
+/// The shape every form post shares: `guard` (the viewer's role, the form's CSRF token)
+/// answers its refusal page, or `change` runs (the upstream call, ending in a 303 back with a
+/// flash message, or a refusal page). `change` is a future, so none of it runs when the guard
+/// refuses.
+pub async fn form_post(
+    guard: impl Future<Output = Result<(), Response>>,
+    change: impl Future<Output = Response>,
+) -> Response {
+    match guard.await {
+        Ok(()) => change.await,
+        Err(refusal) => refusal,
+    }
+}
+
 /// The text shown when a service cannot answer.
 pub fn notice_of(e: &UpstreamError) -> String {
     match e {

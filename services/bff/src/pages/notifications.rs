@@ -679,6 +679,22 @@ async fn change(
     }
 }
 
+/// A form with nothing but its token: check it, make the change, redirect back.
+async fn plain(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Pairs,
+    method: Method,
+    path: &str,
+    done: &str,
+) -> Response {
+    super::form_post(
+        checked(state, headers, p),
+        change(state, headers, method, path, None, done, None),
+    )
+    .await
+}
+
 fn id_list(p: &Pairs, k: &str) -> Result<Vec<i64>, String> {
     field(p, k)
         .split([',', ' ', ';', '\n'])
@@ -858,17 +874,13 @@ pub async fn test_sub(
     Path(id): Path<i64>,
     Form(p): Form<Pairs>,
 ) -> Response {
-    if let Err(r) = checked(&state, &headers, &p).await {
-        return r;
-    }
-    change(
+    plain(
         &state,
         &headers,
+        &p,
         Method::POST,
         &format!("/subscriptions/{id}/test"),
-        None,
         "Test notification sent",
-        None,
     )
     .await
 }
@@ -879,17 +891,13 @@ pub async fn delete_sub(
     Path(id): Path<i64>,
     Form(p): Form<Pairs>,
 ) -> Response {
-    if let Err(r) = checked(&state, &headers, &p).await {
-        return r;
-    }
-    change(
+    plain(
         &state,
         &headers,
+        &p,
         Method::DELETE,
         &format!("/subscriptions/{id}"),
-        None,
         "Subscription deleted",
-        None,
     )
     .await
 }
@@ -900,17 +908,13 @@ pub async fn read_one(
     Path(id): Path<i64>,
     Form(p): Form<Pairs>,
 ) -> Response {
-    if let Err(r) = checked(&state, &headers, &p).await {
-        return r;
-    }
-    change(
+    plain(
         &state,
         &headers,
+        &p,
         Method::POST,
         &format!("/notifications/{id}/read"),
-        None,
         "Marked as read",
-        None,
     )
     .await
 }
@@ -920,17 +924,13 @@ pub async fn read_all(
     headers: HeaderMap,
     Form(p): Form<Pairs>,
 ) -> Response {
-    if let Err(r) = checked(&state, &headers, &p).await {
-        return r;
-    }
-    change(
+    plain(
         &state,
         &headers,
+        &p,
         Method::POST,
         "/notifications/read-all",
-        None,
         "All marked as read",
-        None,
     )
     .await
 }
@@ -979,17 +979,13 @@ pub async fn delete_watch(
     Path(id): Path<i64>,
     Form(p): Form<Pairs>,
 ) -> Response {
-    if let Err(r) = checked(&state, &headers, &p).await {
-        return r;
-    }
-    change(
+    plain(
         &state,
         &headers,
+        &p,
         Method::DELETE,
         &format!("/watchlists/{id}"),
-        None,
         "Watchlist deleted",
-        None,
     )
     .await
 }
