@@ -13,7 +13,8 @@ use crate::helpers::*;
 const PANDEMIC_HORDE: u64 = 99_005_338;
 const GOONSWARM: u64 = 1_354_830_081;
 
-async fn all_rows(battles: &bs_battle::Battles) -> Vec<BattleRow> {
+/// Every stored battle, oldest first.
+pub async fn all_rows(battles: &bs_battle::Battles) -> Vec<BattleRow> {
     let q = BattleQuery {
         sort: SortKey::StartTime,
         ascending: true,
@@ -23,7 +24,8 @@ async fn all_rows(battles: &bs_battle::Battles) -> Vec<BattleRow> {
     battles.store().battles(&q).await.unwrap().0
 }
 
-async fn settle(battles: &bs_battle::Battles) {
+/// Ends quiet battles and publishes their sides and events.
+pub async fn settle(battles: &bs_battle::Battles) {
     battles.tick().await.unwrap();
     battles.refresh().await.unwrap();
 }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use bs_battle::domain::EngineSettings;
 use bs_battle::settings::{self, SettingsInput, SettingsState};
-use bs_battle::store::{BattleQuery, BattleRow, SortKey};
+use bs_battle::store::BattleRow;
 use bs_config::{BattleConfig, Config};
 use bs_events::KillmailEnriched;
 use serde_json::{Value, json};
 
+use crate::core::{all_rows, settle};
 use crate::helpers::*;
 use crate::service::{call, context, stop};
 
@@ -168,21 +169,6 @@ async fn bad_settings_are_refused_with_a_reason_per_field_and_change_nothing() {
     stop(&ctx, handle).await;
 }
 
-async fn rows(battles: &bs_battle::Battles) -> Vec<BattleRow> {
-    let q = BattleQuery {
-        sort: SortKey::StartTime,
-        ascending: true,
-        limit: 500,
-        ..BattleQuery::default()
-    };
-    battles.store().battles(&q).await.unwrap().0
-}
-
-async fn settle(battles: &bs_battle::Battles) {
-    battles.tick().await.unwrap();
-    battles.refresh().await.unwrap();
-}
-
 /// A battle running through the whole hole `[from, to)`.
 fn spans(rows: &[BattleRow], from: i64, to: i64) -> bool {
     rows.iter().any(|r| r.start_ms < from && r.end_ms >= to)
@@ -212,7 +198,7 @@ async fn a_smaller_gap_splits_new_kills_the_default_joins_and_older_battles_are_
     control.ingest(&late).await.unwrap();
     settle(&control).await;
     assert!(
-        spans(&rows(&control).await, from, to),
+        spans(&all_rows(&control).await, from, to),
         "the default joins across the hole"
     );
 
@@ -232,7 +218,7 @@ async fn a_smaller_gap_splits_new_kills_the_default_joins_and_older_battles_are_
     });
     battles.ingest(&early).await.unwrap();
     settle(&battles).await;
-    let before = rows(&battles).await;
+    let before = all_rows(&battles).await;
     assert!(!before.is_empty());
     let body = settings_body("5m", json!(5), json!(6), "5m");
     let (status, _, doc) = call(&router, "PUT", "/settings", Some(body)).await;
@@ -240,7 +226,7 @@ async fn a_smaller_gap_splits_new_kills_the_default_joins_and_older_battles_are_
     assert_eq!(battles.settings().cluster.link_gap_ms, 300_000);
     battles.ingest(&late).await.unwrap();
     settle(&battles).await;
-    let after = rows(&battles).await;
+    let after = all_rows(&battles).await;
     assert!(
         !spans(&after, from, to),
         "the new gap splits at the hole: {:?}",
@@ -275,7 +261,7 @@ async fn a_smaller_gap_splits_new_kills_the_default_joins_and_older_battles_are_
     assert!(older >= split.len() as i64, "{doc}");
 
     // A recluster of the whole range with the current settings clears the notice.
-    let live: Vec<BattleRow> = rows(&battles)
+    let live: Vec<BattleRow> = all_rows(&battles)
         .await
         .into_iter()
         .filter(|r| r.status != bs_events::BattleStatus::Merged)
@@ -294,7 +280,7 @@ async fn a_smaller_gap_splits_new_kills_the_default_joins_and_older_battles_are_
     assert!(report.plan.window_from_ms <= first && report.plan.window_to_ms >= last);
     let (_, _, doc) = call(&router, "GET", "/settings", None).await;
     assert_eq!(doc["battles_with_older_settings"], 0, "{doc}");
-    assert!(!spans(&rows(&battles).await, from, to));
+    assert!(!spans(&all_rows(&battles).await, from, to));
     // A dry run does not count as rebuilt: after the next change they are older again.
     let body = settings_body("5m", json!(5), json!(6), "5m");
     call(&router, "PUT", "/settings", Some(body)).await;
