@@ -33,9 +33,11 @@ COPY --from=builder /out/battlescope /usr/local/bin/battlescope
 USER 10001:10001
 WORKDIR /data
 # Containers listen on every interface; the per-service ports are the defaults of `ports.*`.
-# MALLOC_ARENA_MAX: glibc's per-thread arenas fragment to ~190 MB in the all-in-one process
-# (measured by `battlescope bench`, see docs/BENCHMARKS.md); two arenas keep small nodes small.
-ENV MALLOC_ARENA_MAX=2 \
+# GLIBC_TUNABLES: glibc keeps freed memory in per-thread arenas and behind a dynamic mmap
+# threshold (~110 MB of the all-in-one process after the week's import, measured by
+# `battlescope bench`, see docs/BENCHMARKS.md). The binary sets the same tunables itself by
+# re-executing once (apps/battlescope/src/malloc.rs); setting them here skips that step.
+ENV GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=65536 \
     BATTLESCOPE_DATA_DIR=/data \
     BATTLESCOPE_LISTEN=0.0.0.0:3000 \
     BATTLESCOPE_PORTS__HOST=0.0.0.0 \
