@@ -111,7 +111,15 @@ pub async fn all_in_one(mut config: Config, mode: Mode) -> anyhow::Result<()> {
             ServiceName::Authentication => app
                 .merge(bs_authentication::api::user_facing(h.router.clone()))
                 .nest("/services/authentication", h.router.clone()),
-            other => app.nest(&format!("/services/{other}"), h.router.clone()),
+            // The other services trust their caller (the BFF checks roles and CSRF before it
+            // calls them in-process): on the public listener they answer only to direct
+            // loopback connections (operators' tooling on the host, the end-to-end tests).
+            other => app.nest(
+                &format!("/services/{other}"),
+                h.router
+                    .clone()
+                    .layer(axum::middleware::from_fn(direct_loopback_only)),
+            ),
         };
         checks.extend(h.readiness.iter().cloned());
     }
@@ -153,6 +161,46 @@ pub async fn all_in_one(mut config: Config, mode: Mode) -> anyhow::Result<()> {
     serve(listener, app, ctx.shutdown.clone()).await?;
     drain(handles).await;
     Ok(())
+}
+
+/// Headers a reverse proxy adds: a request carrying one came from elsewhere, whatever the
+/// peer address says.
+const FORWARDING_HEADERS: &[&str] = &["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Whether a request may reach a service's internal API on the all-in-one listener: only
+/// over a direct connection from this host. A request relayed by a reverse proxy on the same
+/// host has a loopback peer too, so forwarding headers refuse it.
+pub fn is_direct_loopback(
+    peer: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+) -> bool {
+    peer.is_some_and(|p| p.ip().is_loopback())
+        && !FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
+
+/// Middleware: 403 for [`is_direct_loopback`] failures, with a pointer to the public API.
+async fn direct_loopback_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    if is_direct_loopback(peer, request.headers()) {
+        return next.run(request).await;
+    }
+    tracing::warn!(peer = ?peer, path = %request.uri().path(), "refused a non-local call of a service API");
+    metrics::counter!("battlescope_service_api_refused_total").increment(1);
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({
+            "error": "forbidden",
+            "message": "service APIs under /services/ answer only to direct connections from this host; use the web UI or /api",
+        })),
+    )
+        .into_response()
 }
 
 /// The chosen services, each on its own port.
@@ -284,4 +332,27 @@ pub async fn migrate(config: Config, only: Option<ServiceName>) -> anyhow::Resul
         db.close().await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_direct_loopback;
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn service_apis_answer_only_direct_loopback_connections() {
+        let none = HeaderMap::new();
+        let local = Some("127.0.0.1:50000".parse().unwrap());
+        let local6 = Some("[::1]:50000".parse().unwrap());
+        let remote = Some("203.0.113.9:50000".parse().unwrap());
+        assert!(is_direct_loopback(local, &none));
+        assert!(is_direct_loopback(local6, &none));
+        assert!(!is_direct_loopback(remote, &none));
+        assert!(!is_direct_loopback(None, &none), "no peer address: refuse");
+        for h in ["x-forwarded-for", "forwarded", "x-real-ip"] {
+            let mut proxied = HeaderMap::new();
+            proxied.insert(h, "203.0.113.9".parse().unwrap());
+            assert!(!is_direct_loopback(local, &proxied), "{h}");
+        }
+    }
 }

@@ -95,6 +95,27 @@ fn retention_deletes_reach_search_and_the_lifecycle_status() {
         text.contains("would change: 0 changed, 0 created, 0 merged, 0 deleted"),
         "{text}"
     );
+    // Through a reverse proxy (a forwarding header) the trusting service APIs refuse, and a
+    // battle-service admin action changes nothing; the public API stays open.
+    for path in [
+        "/services/battle/admin/recluster",
+        "/services/battle/settings",
+        "/services/notification/admin/retention/run",
+    ] {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{base}{path}"))
+            .header("X-Forwarded-For", "203.0.113.9")
+            .json(&serde_json::json!({"from": "2021-11-26", "to": "2021-12-01"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+    }
+    let public = reqwest::blocking::Client::new()
+        .get(format!("{base}/api/openapi.json"))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .send()
+        .unwrap();
+    assert!(public.status().is_success(), "{}", public.status());
     let via_api = reqwest::blocking::Client::new()
         .post(format!("{base}/services/battle/admin/recluster"))
         .json(&serde_json::json!({"from": "2021-11-26", "to": "2021-12-01", "dry_run": true}))
