@@ -389,16 +389,21 @@ const POLL_WAIT_MS: u64 = 8_000;
 async fn relay(state: AppState, token: String, mut socket: WebSocket) {
     let path = format!("/ws/relay/{token}?wait_ms={POLL_WAIT_MS}");
     let none = HeaderMap::new();
-    let close_code = loop {
+    let close_code = 'relay: loop {
         let poll = state
             .upstreams
             .call(ServiceName::Notification, Method::GET, &path, &none, None);
-        let answer = tokio::select! {
-            a = poll => a,
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
-                Some(Ok(_)) => continue,
-            },
+        tokio::pin!(poll);
+        // What the browser sends (pongs, pings) must not cancel the poll in flight: a poll
+        // dropped after the service took messages off the queue would lose them.
+        let answer = loop {
+            tokio::select! {
+                a = &mut poll => break a,
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break 'relay None,
+                    Some(Ok(_)) => {}
+                },
+            }
         };
         let batch: Value = match answer {
             Ok(r) if r.status.is_success() => serde_json::from_slice(&r.body).unwrap_or_default(),
@@ -412,7 +417,7 @@ async fn relay(state: AppState, token: String, mut socket: WebSocket) {
             if let Some(text) = m.as_str()
                 && socket.send(Message::Text(text.into())).await.is_err()
             {
-                break;
+                break 'relay None;
             }
         }
         if batch["closed"].as_bool() == Some(true) {

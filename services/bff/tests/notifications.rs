@@ -854,6 +854,34 @@ async fn websockets_through_the_bff_in_process_and_over_http() {
         ),
         (Some(id), Some(id + 1))
     );
+    // A browser that keeps talking (pings every 2 ms) must not make the split relay drop a
+    // poll whose answer carries killmails: every one still arrives (the bus orders per key,
+    // so not necessarily in this order).
+    let ids: Vec<i64> = (id + 10..id + 30).collect();
+    let batch: Vec<_> = ids.iter().map(|&k| killmail(k, JITA, 1e6)).collect();
+    w.publish(&batch).await;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < ids.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {seen:?} of {ids:?} arrived"
+        );
+        public_split
+            .send(tungstenite::Message::Ping(Vec::new().into()))
+            .await
+            .unwrap();
+        if let Ok(Some(Ok(tungstenite::Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(2), public_split.next()).await
+        {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "killmail" {
+                seen.push(v["killmail"]["killmail_id"].as_i64().unwrap());
+            }
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, ids);
     // The webhook arrives; its status shows on the subscription.
     let deadline = Instant::now() + Duration::from_secs(20);
     let key = format!("{sub_id}/killmail/{}", id + 1);
