@@ -204,6 +204,19 @@ async fn the_battle_list_pages_with_a_cursor_and_shows_the_sides() {
         "A (n) vs B (m)"
     );
     assert!(html.contains(&format!("<td class=\"r\">{first_kills}</td>")));
+    // Entity filters take a name (autocomplete puts its id in) as well as an id.
+    for (field, kind) in [
+        ("region_id", "region"),
+        ("system_id", "system"),
+        ("alliance_id", "alliance"),
+        ("corporation_id", "corporation"),
+        ("character_id", "character"),
+    ] {
+        assert!(
+            html.contains(&format!("name=\"{field}\" data-ac=\"{kind}\"")),
+            "{field} autocompletes {kind}"
+        );
+    }
     let href = html
         .split("rel=\"next\" href=\"")
         .nth(1)
