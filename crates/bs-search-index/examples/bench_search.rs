@@ -302,19 +302,6 @@ fn query_mix(names: &[String], n: usize) -> Vec<String> {
     qs
 }
 
-/// Resident set size of this process, MB (Linux).
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// The 1-minute load average, printed next to latencies: the machine is shared.
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -407,14 +394,6 @@ async fn bench(
         corpus.docs.len() as f64 / secs
     );
     if let Some(t) = tantivy {
-        let (st, _) = t.prefix_stats();
-        println!(
-            "[{name}] autocomplete prefix index after the bulk load: {} docs, {} keys, {} top lists, {:.1} MB",
-            st.docs,
-            st.keys,
-            st.top_lists,
-            st.heap_bytes as f64 / 1e6
-        );
         let before = t.segment_count();
         let start = Instant::now();
         t.compact().await.expect("compact");
@@ -504,32 +483,6 @@ async fn main() {
         &queries,
     )
     .await;
-    drop(tantivy);
-    // Reopen: the prefix index is rebuilt from the stored documents (what a restart costs).
-    let rss_before = rss_mb();
-    let reopened = TantivyIndex::open(TantivyConfig {
-        dir: Some(dir.path().join("tantivy")),
-        ..Default::default()
-    })
-    .expect("reopen tantivy");
-    let (st, took) = reopened.prefix_stats();
-    println!(
-        "[tantivy] reopen: prefix index rebuilt from {} stored docs in {:.2} s: {} keys, {} top lists, {:.1} MB heap (RSS {:.0} -> {:.0} MB)",
-        st.docs,
-        took.as_secs_f64(),
-        st.keys,
-        st.top_lists,
-        st.heap_bytes as f64 / 1e6,
-        rss_before,
-        rss_mb()
-    );
-    let reopened = Arc::new(reopened);
-    let (p50, _, p99, _, _, _) = run_latency(reopened.clone(), &queries, 1).await;
-    println!(
-        "[tantivy] after reopen, 1 client: p50 {p50:.2} ms  p99 {p99:.2} ms  (loadavg {})",
-        loadavg()
-    );
-    drop(reopened);
 
     match std::env::var("BATTLESCOPE_TEST_TYPESENSE") {
         Ok(url) if !url.is_empty() => {

@@ -8,14 +8,12 @@
 //! normalised by [`text`] into words, a compact form and edge n-grams so that EVE's awkward names
 //! (`O-IVNH`, `J105951`, `Hel'ls`, `[GSF]`) are found by whatever a user types. Engines retrieve
 //! candidates; the final autocomplete order is computed here, from [`text::match_quality`] (tier)
-//! plus [`text::activity_bonus`] (tie-break), identically for both backends. The tantivy backend
-//! retrieves autocomplete candidates from an in-memory [`prefix`] index beside the engine.
+//! plus [`text::activity_bonus`] (tie-break), identically for both backends.
 //!
 //! Bad input is a counted rejection ([`UpsertReport::rejected`], [`SearchError::InvalidQuery`]),
 //! never a panic. Nothing here reads the clock.
 
 pub mod docs;
-pub mod prefix;
 pub mod tantivy_index;
 pub mod text;
 pub mod typesense;
@@ -30,7 +28,6 @@ pub use docs::{
     FieldKind, FieldSpec, KillmailDoc, RegionDoc, ShipTypeDoc, SystemDoc, activity_score,
     battle_score,
 };
-pub use prefix::{PrefixConfig, PrefixStats};
 pub use tantivy_index::{TantivyConfig, TantivyIndex};
 pub use typesense::{TypesenseConfig, TypesenseIndex};
 

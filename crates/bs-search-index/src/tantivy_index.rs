@@ -17,27 +17,19 @@
 //! name / ticker), whitespace-tokenised `sText` (words) and the edge n-grams of the words
 //! (`sTextPrefix`) and of the compact name (`sCompactPrefix`), plus every schema field as a raw
 //! string or number, FAST for facets, sorting and range filters.
-//!
-//! **Autocomplete** is answered from a [`PrefixIndex`] in memory (sorted key arrays with
-//! precomputed top lists, see [`crate::prefix`]): it picks the best candidates of every
-//! collection but killmails, which keep tantivy's word tiers; tantivy then only loads the chosen
-//! documents by key, and its fuzzy queries run when nothing matched as typed. The prefix index is
-//! built from the stored documents when the index is opened and changed by the same commit that
-//! makes a write searchable (changes are staged under the writer lock and applied after the
-//! commit), so autocomplete and search see the same documents.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::{AggContextParams, AggregationCollector};
-use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
     TermSetQuery,
@@ -48,12 +40,11 @@ use tantivy::schema::{
 };
 use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
 use tantivy::{
-    DocAddress, DocId, DocSet, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score,
-    Searcher, SegmentReader, TERMINATED, TantivyDocument, Term,
+    DocAddress, DocId, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, Searcher,
+    SegmentReader, TantivyDocument, Term,
 };
 
 use crate::docs::{Collection, FieldKind, HELPER_FIELDS, IndexedDoc};
-use crate::prefix::{self, PrefixConfig, PrefixDoc, PrefixIndex, PrefixOp, PrefixStats};
 use crate::text::{self, NormQuery};
 use crate::{
     Candidate, Document, FACET_VALUES, Filter, Hit, MAX_PER_PAGE, Rejection, Result, SearchError,
@@ -73,8 +64,6 @@ pub struct TantivyConfig {
     pub writer_threads: usize,
     /// How often pending writes are committed and made visible.
     pub commit_interval: Duration,
-    /// Tuning of the autocomplete prefix index.
-    pub prefix: PrefixConfig,
 }
 
 impl Default for TantivyConfig {
@@ -86,7 +75,6 @@ impl Default for TantivyConfig {
             writer_memory: 48 << 20,
             writer_threads: 1,
             commit_interval: Duration::from_millis(500),
-            prefix: PrefixConfig::default(),
         }
     }
 }
@@ -116,15 +104,6 @@ struct Inner {
     f: Fields,
     /// Set by every write, cleared by the commit that covers it.
     dirty: AtomicBool,
-    /// Autocomplete candidates (see the module doc).
-    ac: RwLock<PrefixIndex>,
-    /// Prefix-index changes of writes not yet committed; pushed under the writer's read lock,
-    /// taken under its write lock, so a commit takes exactly the changes it covers.
-    staged: Mutex<Vec<PrefixOp>>,
-    /// Serialises commits with the prefix-index changes and rebuilds that follow them.
-    commit_lock: Mutex<()>,
-    /// Time to build the prefix index when the index was opened.
-    ac_open_time: Duration,
 }
 
 /// The embedded search index. Cheap to clone (shared inner state).
@@ -221,27 +200,12 @@ impl TantivyIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(backend_err)?;
-        let started = Instant::now();
-        let ac = build_prefix(&reader.searcher(), &f, cfg.prefix)?;
-        let ac_open_time = started.elapsed();
-        let stats = ac.stats();
-        tracing::info!(
-            docs = stats.docs,
-            keys = stats.keys,
-            heap_bytes = stats.heap_bytes,
-            ms = ac_open_time.as_millis() as u64,
-            "autocomplete prefix index built"
-        );
         let inner = Arc::new(Inner {
             index,
             reader,
             writer: RwLock::new(writer),
             f,
             dirty: AtomicBool::new(false),
-            ac: RwLock::new(ac),
-            staged: Mutex::new(Vec::new()),
-            commit_lock: Mutex::new(()),
-            ac_open_time,
         });
         spawn_committer(Arc::downgrade(&inner), cfg.commit_interval);
         Ok(TantivyIndex { inner })
@@ -257,61 +221,6 @@ impl TantivyIndex {
             .await
             .map_err(|e| SearchError::Backend(format!("search task failed: {e}")))?
     }
-}
-
-/// The stored fields the prefix index needs (the rest of the stored JSON is skipped).
-#[derive(serde::Deserialize)]
-struct StoredKeys {
-    id: String,
-    #[serde(rename = "sCompact", default)]
-    compact: String,
-    #[serde(rename = "sAlt", default)]
-    alt: String,
-    #[serde(rename = "sText", default)]
-    text: String,
-    #[serde(rename = "sActivity", default)]
-    activity: i64,
-}
-
-/// Builds the prefix index from every live stored document of the covered collections.
-fn build_prefix(searcher: &Searcher, f: &Fields, cfg: PrefixConfig) -> Result<PrefixIndex> {
-    let mut docs: Vec<PrefixDoc> = Vec::new();
-    for seg in searcher.segment_readers() {
-        let store = seg.get_store_reader(64).map_err(backend_err)?;
-        for d in store.iter::<TantivyDocument>(seg.alive_bitset()) {
-            let d = d.map_err(backend_err)?;
-            let Some(kind) = d
-                .get_first(f.kind)
-                .and_then(|v| v.as_str())
-                .and_then(|k| k.parse::<Collection>().ok())
-            else {
-                continue;
-            };
-            if !prefix::covers(kind) {
-                continue;
-            }
-            let Some(json) = d.get_first(f.doc).and_then(|v| v.as_str()) else {
-                continue;
-            };
-            let Ok(k) = serde_json::from_str::<StoredKeys>(json) else {
-                continue;
-            };
-            docs.push(PrefixDoc {
-                kind,
-                id: k.id,
-                compact: k.compact,
-                alt: k.alt,
-                words: k
-                    .text
-                    .split(' ')
-                    .filter(|w| !w.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                activity: k.activity,
-            });
-        }
-    }
-    Ok(PrefixIndex::build(cfg, &docs))
 }
 
 /// Commits pending writes every `interval`; exits when the index is dropped.
@@ -335,61 +244,15 @@ fn spawn_committer(inner: Weak<Inner>, interval: Duration) {
 
 impl Inner {
     fn commit_if_dirty(&self) -> Result<()> {
-        let _commit = self.commit_lock.lock();
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let ops = {
-            let mut writer = self.writer.write();
-            let ops = std::mem::take(&mut *self.staged.lock());
-            if let Err(e) = writer.commit() {
-                // Keep the changes for the commit that will cover them.
-                let mut staged = self.staged.lock();
-                let later = std::mem::replace(&mut *staged, ops);
-                staged.extend(later);
-                self.dirty.store(true, Ordering::Release);
-                return Err(backend_err(e));
-            }
-            ops
-        };
-        self.reader.reload().map_err(backend_err)?;
-        if ops.is_empty() {
-            return Ok(());
+        let res = self.writer.write().commit();
+        if let Err(e) = res {
+            self.dirty.store(true, Ordering::Release);
+            return Err(backend_err(e));
         }
-        let rebuild = self.ac.write().apply(ops);
-        for c in rebuild {
-            // Built under the read lock (queries go on); nothing else changes the prefix
-            // index while the commit lock is held.
-            let started = Instant::now();
-            let rebuilt = self.ac.read().rebuild(c);
-            if let Some(r) = rebuilt {
-                self.ac.write().install(r);
-            }
-            tracing::debug!(collection = %c, ms = started.elapsed().as_millis() as u64, "autocomplete prefix index rebuilt");
-        }
-        Ok(())
-    }
-
-    /// The live document with this key, if any.
-    fn find_key(&self, searcher: &Searcher, c: Collection, id: &str) -> Result<Option<DocAddress>> {
-        let term = self.key_term(c, id);
-        for (ord, seg) in searcher.segment_readers().iter().enumerate() {
-            let inv = seg.inverted_index(self.f.key).map_err(backend_err)?;
-            let Some(mut postings) = inv
-                .read_postings(&term, IndexRecordOption::Basic)
-                .map_err(backend_err)?
-            else {
-                continue;
-            };
-            let mut doc = postings.doc();
-            while doc != TERMINATED {
-                if !seg.is_deleted(doc) {
-                    return Ok(Some(DocAddress::new(ord as u32, doc)));
-                }
-                doc = postings.advance();
-            }
-        }
-        Ok(None)
+        self.reader.reload().map_err(backend_err)
     }
 
     fn key_term(&self, c: Collection, id: &str) -> Term {
@@ -596,73 +459,75 @@ impl Inner {
         Ok(found.into_iter().map(|(_, a)| a).collect())
     }
 
-    /// Autocomplete: the prefix index picks the best candidates of the tiers ≥ 40 of
-    /// [`text::match_quality`] for every covered collection (exactly, see [`crate::prefix`]);
-    /// killmails, which it does not cover, get tantivy's word tiers (all words exact, then all
-    /// as prefixes, each ordered by the `sActivity` fast field), and only when the name tiers
-    /// left room, since killmails have no name of their own and score 51 at most. Only when
-    /// nothing matched does the combined query with typo tolerance run (fuzzy automata are the
-    /// expensive part). Candidates are loaded by key and ranked by the shared function.
+    /// Autocomplete retrieval runs cheap single-purpose queries tier by tier, best tier first
+    /// (exact name/ticker, name prefix, all words exact, all words as prefixes), each ordered by
+    /// the `sActivity` fast field, and stops once `limit` distinct candidates are found: a lower
+    /// tier can never outrank a full set from a higher one. Only when nothing matched does it run
+    /// the combined query with typo tolerance (fuzzy automata are the expensive part).
     fn autocomplete_sync(&self, q: &str, types: &[Collection], limit: usize) -> Result<Vec<Hit>> {
         let limit = limit.clamp(1, MAX_PER_PAGE);
         let Some(nq) = NormQuery::parse(q) else {
             return Ok(Vec::new());
         };
         let cols = crate::resolve_types(types);
-        let searcher = self.reader.searcher();
-        let mut addrs: Vec<DocAddress> = Vec::new();
-        let (picked, name_tiers_full) = self.ac.read().query(&nq, &cols, limit);
-        for (c, id) in &picked {
-            if let Some(a) = self.find_key(&searcher, *c, id)? {
-                addrs.push(a);
+        let restrict = cols.len() < Collection::ALL.len();
+        let with_types = |q: Box<dyn Query>| -> Box<dyn Query> {
+            if restrict {
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, self.type_query(&cols)),
+                    (Occur::Must, q),
+                ]))
+            } else {
+                q
             }
-        }
-        let mut seen: std::collections::HashSet<DocAddress> = addrs.iter().copied().collect();
-        let uncovered: Vec<Collection> = cols
-            .iter()
-            .copied()
-            .filter(|c| !prefix::covers(*c))
-            .collect();
-        if !uncovered.is_empty() && !name_tiers_full {
-            let f = &self.f;
-            let term = |field: Field, s: &str| -> Box<dyn Query> {
-                Box::new(TermQuery::new(
-                    Term::from_field_text(field, s),
-                    IndexRecordOption::Basic,
-                ))
-            };
-            let all_of = |field: Field, prefix: bool| -> Box<dyn Query> {
-                Box::new(BooleanQuery::new(
-                    nq.tokens
-                        .iter()
-                        .map(|t| {
-                            let t = if prefix {
-                                text::prefix_key(t)
-                            } else {
-                                t.as_str()
-                            };
-                            (Occur::Must, term(field, t))
-                        })
-                        .collect(),
-                ))
-            };
-            let per_tier = (limit * 2).max(10);
-            let mut found = 0;
-            for tier in [all_of(f.text, false), all_of(f.text_prefix, true)] {
-                if found >= limit {
-                    break;
-                }
-                let query: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, self.type_query(&uncovered)),
-                    (Occur::Must, tier),
-                ]));
-                let top = TopDocs::with_limit(per_tier)
-                    .order_by_fast_field::<i64>("sActivity", Order::Desc);
-                for (_, a) in searcher.search(&*query, &top).map_err(backend_err)? {
-                    if seen.insert(a) {
-                        addrs.push(a);
-                        found += 1;
-                    }
+        };
+        let f = &self.f;
+        let term = |field: Field, s: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, s),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let all_of = |field: Field, prefix: bool| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                nq.tokens
+                    .iter()
+                    .map(|t| {
+                        let t = if prefix {
+                            text::prefix_key(t)
+                        } else {
+                            t.as_str()
+                        };
+                        (Occur::Must, term(field, t))
+                    })
+                    .collect(),
+            ))
+        };
+        let tiers: Vec<Box<dyn Query>> = vec![
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Should, term(f.compact, &nq.compact)),
+                (Occur::Should, term(f.alt, &nq.compact)),
+            ])),
+            term(f.compact_prefix, text::prefix_key(&nq.compact)),
+            all_of(f.text, false),
+            all_of(f.text_prefix, true),
+        ];
+        let searcher = self.reader.searcher();
+        let per_tier = (limit * 2).max(10);
+        let mut seen: std::collections::HashSet<DocAddress> = std::collections::HashSet::new();
+        let mut addrs: Vec<DocAddress> = Vec::new();
+        for tier in tiers {
+            if seen.len() >= limit {
+                break;
+            }
+            let top =
+                TopDocs::with_limit(per_tier).order_by_fast_field::<i64>("sActivity", Order::Desc);
+            for (_, a) in searcher
+                .search(&*with_types(tier), &top)
+                .map_err(backend_err)?
+            {
+                if seen.insert(a) {
+                    addrs.push(a);
                 }
             }
         }
@@ -672,7 +537,6 @@ impl Inner {
         // the word dictionary is by far the most expensive stage (≈ 5 ms at 1.36 M documents
         // against ≈ 1 ms for the other two), and a prefix with one slip — the commonest typo
         // while typing — is found by the stage before it, so it runs last.
-        let restrict = cols.len() < Collection::ALL.len();
         for (max_typos, prefix_typos) in [(1, false), (1, true), (2, false)] {
             if !seen.is_empty() {
                 break;
@@ -688,13 +552,7 @@ impl Inner {
             if !useful {
                 continue;
             }
-            let mut query = self.text_query(&nq, max_typos, prefix_typos);
-            if restrict {
-                query = Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, self.type_query(&cols)),
-                    (Occur::Must, query),
-                ]));
-            }
+            let query = with_types(self.text_query(&nq, max_typos, prefix_typos));
             for a in self.top_by_relevance(&searcher, &*query, (limit * 4).max(20))? {
                 if seen.insert(a) {
                     addrs.push(a);
@@ -857,12 +715,6 @@ impl SearchIndex for TantivyIndex {
                     writer.delete_term(key);
                     writer.add_document(doc).map_err(backend_err)?;
                 }
-                inner.staged.lock().extend(
-                    ready
-                        .iter()
-                        .filter(|d| prefix::covers(d.collection))
-                        .map(|d| PrefixOp::Upsert(PrefixDoc::of(d))),
-                );
                 inner.dirty.store(true, Ordering::Release);
                 Ok(ready.len())
             })
@@ -877,12 +729,6 @@ impl SearchIndex for TantivyIndex {
             let writer = inner.writer.read();
             for id in &ids {
                 writer.delete_term(inner.key_term(collection, id));
-            }
-            if prefix::covers(collection) {
-                inner
-                    .staged
-                    .lock()
-                    .extend(ids.into_iter().map(|id| PrefixOp::Delete(collection, id)));
             }
             inner.dirty.store(true, Ordering::Release);
             Ok(())
@@ -905,36 +751,11 @@ impl SearchIndex for TantivyIndex {
             for flt in &filters {
                 must.push((Occur::Must, inner.filter_query(flt)?));
             }
-            let query = BooleanQuery::new(must);
-            if !prefix::covers(collection) {
-                inner
-                    .writer
-                    .read()
-                    .delete_query(Box::new(query))
-                    .map_err(backend_err)?;
-                inner.dirty.store(true, Ordering::Release);
-                return Ok(());
-            }
-            // The prefix index needs the ids: make pending writes searchable, find the
-            // matching documents and delete them by key.
-            inner.dirty.store(true, Ordering::Release);
-            inner.commit_if_dirty()?;
-            let searcher = inner.reader.searcher();
-            let found = searcher
-                .search(&query, &DocSetCollector)
-                .map_err(backend_err)?;
-            let mut ids = Vec::with_capacity(found.len());
-            for a in found {
-                ids.push(inner.load(&searcher, a)?.id);
-            }
-            let writer = inner.writer.read();
-            for id in &ids {
-                writer.delete_term(inner.key_term(collection, id));
-            }
             inner
-                .staged
-                .lock()
-                .extend(ids.into_iter().map(|id| PrefixOp::Delete(collection, id)));
+                .writer
+                .read()
+                .delete_query(Box::new(BooleanQuery::new(must)))
+                .map_err(backend_err)?;
             inner.dirty.store(true, Ordering::Release);
             Ok(())
         })
@@ -943,9 +764,10 @@ impl SearchIndex for TantivyIndex {
 
     async fn clear(&self, collection: Collection) -> Result<()> {
         self.blocking(move |inner| {
-            let writer = inner.writer.read();
-            writer.delete_term(Term::from_field_text(inner.f.kind, collection.as_str()));
-            inner.staged.lock().push(PrefixOp::Clear(collection));
+            inner
+                .writer
+                .read()
+                .delete_term(Term::from_field_text(inner.f.kind, collection.as_str()));
             inner.dirty.store(true, Ordering::Release);
             Ok(())
         })
@@ -1001,12 +823,6 @@ impl TantivyIndex {
 }
 
 impl TantivyIndex {
-    /// Size of the autocomplete prefix index, and how long building it took when the index
-    /// was opened (diagnostics and the benchmark).
-    pub fn prefix_stats(&self) -> (PrefixStats, Duration) {
-        (self.inner.ac.read().stats(), self.inner.ac_open_time)
-    }
-
     /// Number of searchable segments (diagnostics: query cost grows with it).
     pub fn segment_count(&self) -> usize {
         self.inner.reader.searcher().segment_readers().len()

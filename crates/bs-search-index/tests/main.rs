@@ -1,8 +1,5 @@
 //! The crate's single integration-test binary: the conformance suite run against tantivy
 //! (always) and Typesense (when `BATTLESCOPE_TEST_TYPESENSE` is set; required when `CI=true`).
-//! Tantivy runs it twice: with the default autocomplete prefix index, and with one tuned so
-//! small that the fixtures exercise every path of it (top lists, dead documents, the delta and
-//! its rebuilds).
 
 mod fixtures;
 mod suite;
@@ -10,28 +7,12 @@ mod suite;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bs_search_index::SearchIndex;
-use bs_search_index::{PrefixConfig, TantivyConfig, TantivyIndex, TypesenseConfig, TypesenseIndex};
+use bs_search_index::{TantivyConfig, TantivyIndex, TypesenseConfig, TypesenseIndex};
 
 /// A fresh in-memory tantivy index.
 fn tantivy() -> TantivyIndex {
     TantivyIndex::open(TantivyConfig {
         writer_memory: 32 << 20,
-        ..Default::default()
-    })
-    .expect("open tantivy")
-}
-
-/// A fresh in-memory tantivy index whose prefix index scans almost nothing, keeps top lists
-/// for ranges of four entries or more and rebuilds after a few changes.
-fn tantivy_small_prefix() -> TantivyIndex {
-    TantivyIndex::open(TantivyConfig {
-        writer_memory: 32 << 20,
-        prefix: PrefixConfig {
-            scan_max: 3,
-            top_k: 12,
-            delta_min: 5,
-            delta_max: 40,
-        },
         ..Default::default()
     })
     .expect("open tantivy")
@@ -77,15 +58,6 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let idx = crate::tantivy();
-                    crate::suite::$name(&idx).await;
-                }
-            )*
-        }
-        mod tantivy_small_prefix {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let idx = crate::tantivy_small_prefix();
                     crate::suite::$name(&idx).await;
                 }
             )*
@@ -172,11 +144,6 @@ async fn tantivy_reopens_from_disk() {
     assert_eq!(idx.count(Collection::Alliances).await.unwrap(), 1);
     let hits = idx.autocomplete("condi", &[], 5).await.unwrap();
     assert_eq!(hits[0].id, "1354830081");
-    // The prefix index was rebuilt from the stored documents: a three-character prefix
-    // (below the typo threshold, so only the prefix index can answer it) finds it.
-    assert_eq!(idx.prefix_stats().0.docs, 1);
-    let hits = idx.autocomplete("goo", &[], 5).await.unwrap();
-    assert_eq!(hits[0].id, "1354830081");
 }
 
 /// Compaction after a bulk load keeps every document and every match.
@@ -214,44 +181,4 @@ async fn typesense_down_is_unavailable() {
         idx.autocomplete("jita", &[Collection::Systems], 5).await,
         Err(SearchError::Unavailable(_))
     ));
-}
-
-/// The prefix index holds exactly the live documents of the collections it covers after every
-/// kind of write (tantivy verifies each candidate by key, so a stale entry would not show in
-/// results, only cost slots: this checks the index itself).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tantivy_prefix_index_follows_writes() {
-    use bs_search_index::{AllianceDoc, Collection, Document, Filter};
-    for idx in [tantivy(), tantivy_small_prefix()] {
-        let fx = fixtures::Fixtures::load();
-        let live = |idx: TantivyIndex| async move {
-            let mut n = 0;
-            for c in Collection::ALL {
-                if c != Collection::Killmails {
-                    n += idx.count(c).await.unwrap();
-                }
-            }
-            n as usize
-        };
-        idx.upsert(&fx.documents()).await.unwrap();
-        idx.refresh().await.unwrap();
-        assert_eq!(idx.prefix_stats().0.docs, live(idx.clone()).await);
-        let renamed = Document::Alliance(AllianceDoc {
-            id: "99000026".into(),
-            name: "Echo of Hell".into(),
-            ..Default::default()
-        });
-        idx.upsert(&[renamed.clone(), renamed]).await.unwrap();
-        idx.delete(Collection::Systems, &["30004049".into(), "nope".into()])
-            .await
-            .unwrap();
-        idx.delete_by_filter(Collection::Systems, &[Filter::eq("regionName", "Tribute")])
-            .await
-            .unwrap();
-        idx.clear(Collection::ShipTypes).await.unwrap();
-        idx.refresh().await.unwrap();
-        let n = live(idx.clone()).await;
-        assert_eq!(idx.prefix_stats().0.docs, n);
-        assert!(n < fx.documents().len() - fx.killmails.len() - fx.ship_types.len());
-    }
 }
