@@ -122,7 +122,9 @@
             const r = await fetch("/api/search/autocomplete?limit=8&types=" + encodeURIComponent(input.dataset.ac) + "&q=" + encodeURIComponent(last));
             if (mine !== seq) return;
             if (!r.ok) { list.innerHTML = '<li class="muted"><a>search unavailable: enter ids</a></li>'; list.hidden = false; return; }
-            const hits = ((await r.json()).hits || []).filter((h) => !input.dataset.ac || h.type === input.dataset.ac);
+            // Hits name their collection ("systems", "ship_types"); data-ac names one entity.
+            const want = input.dataset.ac, plural = want.endsWith("s") ? want : want + "s";
+            const hits = ((await r.json()).hits || []).filter((h) => !want || h.type === want || h.type === plural);
             list.innerHTML = hits.map((h) => '<li role="option"><a href="#" data-id="' + esc(h.id) + '"><span class="tag">' + esc(h.type) + "</span>" + esc(h.name) + "</a></li>").join("");
             list.hidden = !hits.length;
           } catch (e) { list.hidden = true; }
