@@ -133,7 +133,7 @@ impl Default for StoreConfig {
             url: String::new(),
             max_connections: 0,
             database_prefix: "battlescope".into(),
-            sqlite_cache_kib: 1024,
+            sqlite_cache_kib: 512,
         }
     }
 }

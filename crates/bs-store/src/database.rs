@@ -21,7 +21,7 @@ use crate::{StoreError, StoreResult};
 static SQLITE_CACHE_KIB: AtomicU32 = AtomicU32::new(DEFAULT_SQLITE_CACHE_KIB);
 
 /// The embedded default of [`set_sqlite_cache_kib`] (`store.sqlite_cache_kib`).
-pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 1024;
+pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 512;
 
 /// Sets the SQLite page cache of connections opened from now on (KiB per connection; 0
 /// keeps SQLite's default). Call before opening databases.
