@@ -133,6 +133,27 @@ pub struct Entity {
     pub last_seen: i64,
 }
 
+/// The activity figures of an area (system, constellation, region) as its documents carry them.
+struct AreaActivity {
+    battles: i64,
+    kills: i64,
+    last_battle_at: Option<i64>,
+    /// Battles (recent ones weigh more) plus a tenth of the kills there, capped.
+    score: i64,
+}
+
+impl Entity {
+    fn area_activity(&self, now: i64) -> AreaActivity {
+        AreaActivity {
+            battles: i64::from(self.battles),
+            kills: i64::from(self.kills),
+            last_battle_at: (self.battles > 0).then_some(self.last_seen),
+            score: activity_score(i64::from(self.battles), self.last_seen, now)
+                + i64::from(self.kills).min(1_000) / 10,
+        }
+    }
+}
+
 /// One decoded bus record.
 #[derive(Debug, Clone)]
 pub enum Input {
@@ -623,28 +644,31 @@ impl Indexer {
             }),
             EntityKind::System => {
                 let mut d = system_doc(self.sde, id)?;
-                d.battle_count = i64::from(e.battles);
-                d.last_battle_at = (e.battles > 0).then_some(e.last_seen);
-                d.activity_score = activity_score(i64::from(e.battles), e.last_seen, now)
-                    + i64::from(e.kills).min(1_000) / 10;
+                let a = e.area_activity(now);
+                (d.battle_count, d.last_battle_at, d.activity_score) =
+                    (a.battles, a.last_battle_at, a.score);
                 Document::System(d)
             }
             EntityKind::Region => {
                 let mut d = region_doc(self.sde, id)?;
-                d.battle_count = i64::from(e.battles);
-                d.kill_count = i64::from(e.kills);
-                d.last_battle_at = (e.battles > 0).then_some(e.last_seen);
-                d.activity_score = activity_score(i64::from(e.battles), e.last_seen, now)
-                    + i64::from(e.kills).min(1_000) / 10;
+                let a = e.area_activity(now);
+                (
+                    d.battle_count,
+                    d.kill_count,
+                    d.last_battle_at,
+                    d.activity_score,
+                ) = (a.battles, a.kills, a.last_battle_at, a.score);
                 Document::Region(d)
             }
             EntityKind::Constellation => {
                 let mut d = constellation_doc(self.sde, id)?;
-                d.battle_count = i64::from(e.battles);
-                d.kill_count = i64::from(e.kills);
-                d.last_battle_at = (e.battles > 0).then_some(e.last_seen);
-                d.activity_score = activity_score(i64::from(e.battles), e.last_seen, now)
-                    + i64::from(e.kills).min(1_000) / 10;
+                let a = e.area_activity(now);
+                (
+                    d.battle_count,
+                    d.kill_count,
+                    d.last_battle_at,
+                    d.activity_score,
+                ) = (a.battles, a.kills, a.last_battle_at, a.score);
                 Document::Constellation(d)
             }
             EntityKind::ShipType => {
