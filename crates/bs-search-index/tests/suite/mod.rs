@@ -105,6 +105,20 @@ pub async fn apostrophes_dots_and_tickers(idx: &dyn SearchIndex) {
     for q in ["Ba'tok", "batok kel", "kel'desh"] {
         assert_found(idx, q, Collection::Characters, "90732899", 3).await;
     }
+    // A one-letter word typed in full and the next word being typed, without the first name:
+    // `o niel` is every word exact but the last, which is a prefix.
+    for q in ["o niel", "O'Nie", "o hara"] {
+        let id = if q.ends_with("hara") {
+            "93085015"
+        } else {
+            "91956821"
+        };
+        assert_found(idx, q, Collection::Characters, id, 3).await;
+    }
+    // Initials typed with separators still find the name they spell.
+    for q in ["e b o l a", "E B O"] {
+        assert_found(idx, q, Collection::Alliances, "99000814", 1).await;
+    }
     // A corporation ticker with a dot.
     assert_found(idx, "[EMO.]", Collection::Corporations, "98019139", 1).await;
     assert_found(idx, "resilience.", Collection::Corporations, "98019139", 1).await;
