@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod consume;
+pub mod parallel;
 pub mod retention;
 
 use std::sync::Arc;

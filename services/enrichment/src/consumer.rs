@@ -162,8 +162,8 @@ impl Enricher {
         // The last delivery of a killmail in a batch wins (it is the newest upstream).
         let mut by_id: HashMap<i64, usize> = HashMap::with_capacity(events.len());
         let mut prepared: Vec<Prepared> = Vec::with_capacity(events.len());
-        for ev in events {
-            let p = prepare(ev);
+        // Serialising each input (its stored copy and fingerprint) is per event: every core.
+        for p in bs_runtime::parallel::map_owned(events, prepare) {
             match by_id.get(&p.killmail_id) {
                 Some(&i) => prepared[i] = p,
                 None => {
