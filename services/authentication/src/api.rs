@@ -25,7 +25,9 @@ use serde_json::json;
 
 use crate::domain::gating::GatingConfig;
 use crate::domain::rbac::{AdminOp, Feature, Role};
-use crate::model::{Account, AccountQuery, AuditQuery, Character, SessionRow, TokenStatus};
+use crate::model::{
+    Account, AccountQuery, AuditEntry, AuditQuery, Character, SessionRow, TokenStatus,
+};
 use crate::service::{
     AccountPatch, AuthError, AuthService, Authed, CallbackOutcome, NewSession, RequestMeta, metric,
 };
@@ -78,7 +80,7 @@ pub fn router(service: AppState) -> Router {
         .route("/admin/sessions/{id}", delete(admin_end_session))
         .route("/admin/roles/grant", post(admin_grant_role))
         .route("/admin/config", get(admin_config).put(admin_put_config))
-        .route("/admin/audit", get(admin_audit))
+        .route("/admin/audit", get(admin_audit).post(admin_record_action))
         .route("/admin/audit/verify", get(admin_audit_verify))
         .layer(middleware::from_fn_with_state(service.clone(), csrf_guard))
         .layer(middleware::map_response(no_store))
@@ -1055,6 +1057,39 @@ async fn admin_audit(
     Ok(Json(
         json!({"entries": entries, "next_before": next_before}),
     ))
+}
+
+#[derive(Deserialize)]
+struct RecordBody {
+    action: String,
+    target_type: String,
+    target_id: String,
+    #[serde(default = "empty_object")]
+    metadata: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    json!({})
+}
+
+/// `POST /admin/audit`: records an admin change made in another service (the BFF calls it
+/// after an ingestion ruleset, backfill job or clusterer change) under the caller's account.
+async fn admin_record_action(
+    State(s): State<AppState>,
+    Meta(meta): Meta,
+    Session(a): Session,
+    Json(b): Json<RecordBody>,
+) -> ApiResult<(StatusCode, Json<AuditEntry>)> {
+    let entry = s
+        .record_admin_action(
+            &a,
+            &b.action,
+            (&b.target_type, &b.target_id),
+            &meta,
+            b.metadata,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(entry)))
 }
 
 async fn admin_audit_verify(

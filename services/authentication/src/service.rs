@@ -1239,6 +1239,25 @@ impl AuthService {
 
     // ---------------------------------------------------------------- admin
 
+    /// Appends an admin change made in another service (which has no sessions of its own)
+    /// to this audit log, on the hash chain like every other entry. The actor is always the
+    /// caller's account, and only other services' namespaces may be written, so an Admin
+    /// session cannot forge this service's own entries (role grants, logins, denials).
+    pub async fn record_admin_action(
+        &self,
+        actor: &Authed,
+        action: &str,
+        target: (&str, &str),
+        meta: &RequestMeta,
+        metadata: serde_json::Value,
+    ) -> AuthResult<AuditEntry> {
+        self.require_admin(actor, AdminOp::RecordAction, meta)
+            .await?;
+        validate_recorded_action(action, target, &metadata)?;
+        self.audit(Some(&actor.account.id), action, target, meta, metadata)
+            .await
+    }
+
     pub async fn list_accounts(&self, q: &AccountQuery) -> AuthResult<(Vec<Account>, i64)> {
         Ok(self.store.list_accounts(q).await?)
     }
@@ -2016,4 +2035,51 @@ pub fn sso_from_config(
         validator,
         cipher: Arc::new(cipher),
     }))
+}
+
+/// Namespaces of the admin changes other services make (see
+/// [`AuthService::record_admin_action`]).
+pub const RECORDED_ACTION_NAMESPACES: &[&str] = &[
+    "ingestion.",
+    "enrichment.",
+    "battle.",
+    "search.",
+    "notification.",
+];
+
+/// Largest `metadata` of a recorded action, serialised.
+const MAX_RECORDED_METADATA: usize = 8 * 1024;
+
+fn validate_recorded_action(
+    action: &str,
+    target: (&str, &str),
+    metadata: &serde_json::Value,
+) -> AuthResult<()> {
+    let bad = |m: String| Err(AuthError::BadRequest(m));
+    if !RECORDED_ACTION_NAMESPACES
+        .iter()
+        .any(|ns| action.starts_with(ns) && action.len() > ns.len())
+    {
+        return bad(format!(
+            "action must start with one of {RECORDED_ACTION_NAMESPACES:?}"
+        ));
+    }
+    if action.len() > 64
+        || !action
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
+    {
+        return bad("action: at most 64 characters of a-z, `.` and `_`".into());
+    }
+    for (name, v) in [("target_type", target.0), ("target_id", target.1)] {
+        if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+            return bad(format!("{name}: 1–128 printable characters"));
+        }
+    }
+    if !metadata.is_object() || metadata.to_string().len() > MAX_RECORDED_METADATA {
+        return bad(format!(
+            "metadata: a JSON object of at most {MAX_RECORDED_METADATA} bytes"
+        ));
+    }
+    Ok(())
 }

@@ -890,3 +890,91 @@ async fn a_refresh_pass_drains_a_backlog_larger_than_a_batch() {
         "nothing left due"
     );
 }
+
+#[tokio::test]
+async fn other_services_admin_changes_join_the_audit_chain() {
+    let w = World::new().await;
+    w.character(SUPERADMIN, "Operator", 1, None);
+    w.character(7001, "Fleet Admin", 10, None);
+    w.character(7002, "Director", 10, None);
+    let mut admin = Browser::new();
+    let admin_id = admin.login_ok(&w, SUPERADMIN).await;
+    let mut ops = Browser::at("127.0.0.2:1");
+    let ops_id = ops.login_ok(&w, 7001).await;
+    let mut director = Browser::at("127.0.0.3:1");
+    let director_id = director.login_ok(&w, 7002).await;
+    for (account, role) in [(&ops_id, "admin"), (&director_id, "director")] {
+        let r = admin
+            .post_json(
+                &w,
+                "/admin/roles/grant",
+                json!({"account_id": account, "feature": "admin", "role": role}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "grant {role}");
+    }
+    let change = json!({
+        "action": "battle.settings.update",
+        "target_type": "battle_settings",
+        "target_id": "clusterer",
+        "metadata": {"gap": "20m"},
+    });
+
+    // An Admin on `admin` records it under their own account, whatever the body says.
+    let mut forged = change.clone();
+    forged["actor_account_id"] = json!(admin_id);
+    let r = ops.post_json(&w, "/admin/audit", forged).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let entry = r.json();
+    assert_eq!(entry["actor_account_id"], ops_id.as_str());
+    assert_eq!(entry["action"], "battle.settings.update");
+    assert_eq!(entry["ip"], "127.0.0.2");
+    assert_eq!(entry["metadata"]["gap"], "20m");
+    // A SuperAdmin may too; a Director (read-only on `admin`) may not.
+    let r = admin.post_json(&w, "/admin/audit", change.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = director.post_json(&w, "/admin/audit", change.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Only other services' namespaces, short printable names, an object of bounded size.
+    for (field, value) in [
+        ("action", json!("role.granted")),
+        ("action", json!("account.blocked")),
+        ("action", json!("battle.")),
+        ("action", json!("Battle.Settings")),
+        ("action", json!(format!("battle.{}", "x".repeat(80)))),
+        ("target_id", json!("")),
+        ("target_type", json!("a\nb")),
+        ("metadata", json!(["not", "an", "object"])),
+        ("metadata", json!({"blob": "x".repeat(9000)})),
+    ] {
+        let mut body = change.clone();
+        body[field] = value;
+        let r = ops.post_json(&w, "/admin/audit", body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}");
+    }
+
+    let found = admin
+        .get(&w, "/admin/audit?action=battle.settings.update")
+        .await
+        .json();
+    let actors: Vec<&str> = found["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor_account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, [admin_id.as_str(), ops_id.as_str()]);
+    let denied = admin
+        .get(&w, "/admin/audit?action=authorization.denied")
+        .await
+        .json();
+    assert_eq!(
+        denied["entries"][0]["actor_account_id"],
+        director_id.as_str()
+    );
+    assert_eq!(
+        admin.get(&w, "/admin/audit/verify").await.json()["ok"],
+        true
+    );
+}

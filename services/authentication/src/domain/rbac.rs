@@ -268,6 +268,9 @@ pub enum AdminOp {
     ManageConfig,
     /// Grant or revoke a role in `feature`.
     GrantRole(Feature),
+    /// Record an admin change made in another service (ingestion rulesets, backfill jobs,
+    /// clusterer settings) in this audit log: the same Admin role those pages require.
+    RecordAction,
 }
 
 /// Who may run an admin operation. Account, SuperAdmin and gating management stay
@@ -282,6 +285,7 @@ pub fn decide_admin(subject: &Subject, op: AdminOp) -> Decision {
     }
     match op {
         AdminOp::Read => decide(subject, Feature::Admin, Action::SettingsRead),
+        AdminOp::RecordAction => decide(subject, Feature::Admin, Action::SettingsUpdate),
         AdminOp::GrantRole(Feature::Admin) => Decision::deny(Reason::InsufficientPermissions),
         AdminOp::GrantRole(feature) => decide(subject, feature, Action::RolesManage),
         AdminOp::ManageAccounts | AdminOp::ManageSuperAdmins | AdminOp::ManageConfig => {
@@ -379,6 +383,11 @@ mod tests {
         let admin_admin = with(Feature::Admin, Role::Admin);
         assert!(!decide_admin(&admin_admin, AdminOp::GrantRole(Feature::Admin)).allow);
         assert!(!decide_admin(&admin_admin, AdminOp::ManageConfig).allow);
+        // Recording another service's admin change: Admin on `admin`, not a Director, not an
+        // Admin of another feature.
+        assert!(decide_admin(&admin_admin, AdminOp::RecordAction).allow);
+        assert!(!decide_admin(&director, AdminOp::RecordAction).allow);
+        assert!(!decide_admin(&reports_admin, AdminOp::RecordAction).allow);
     }
 
     #[test]
