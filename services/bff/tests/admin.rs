@@ -360,6 +360,40 @@ async fn rulesets_and_backfill_jobs_from_the_ingestion_page() {
         .await;
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.contains("is after"), "{}", r.body);
+    // Each change is in the audit log under the SuperAdmin's account; refused ones are not.
+    let me = sa.account_id().await;
+    for action in ["ingestion.backfill.start", "ingestion.backfill.cancel"] {
+        let page = sa
+            .get(&format!("/admin/audit?action={action}&target={job}"))
+            .await;
+        assert_eq!(
+            page.body.matches(&format!("<code>{action}</code>")).count(),
+            1,
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains(&me), "{}", page.body);
+    }
+    let started = sa
+        .get(&format!(
+            "/admin/audit?action=ingestion.backfill.start&target={job}"
+        ))
+        .await;
+    assert!(started.body.contains("2021-01-03"), "{}", started.body);
+    let rulesets = sa
+        .get(&format!(
+            "/admin/audit?action=ingestion.ruleset.update&actor={me}"
+        ))
+        .await;
+    assert_eq!(
+        rulesets
+            .body
+            .matches("<code>ingestion.ruleset.update</code>")
+            .count(),
+        2,
+        "the saved ruleset and the reset, not the two refused: {}",
+        rulesets.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,4 +550,23 @@ async fn clusterer_settings_are_changed_by_admins_only_with_csrf_and_clear_refus
         cast.admin.get("/services/battle/settings").await.json()["source"],
         "config"
     );
+    // Both changes are in the audit log, each under its author; the refusals are not.
+    let admin_id = cast.admin.account_id().await;
+    let superadmin_id = cast.superadmin.account_id().await;
+    for (action, who) in [
+        ("battle.settings.update", &admin_id),
+        ("battle.settings.revert", &superadmin_id),
+    ] {
+        let page = cast
+            .superadmin
+            .get(&format!("/admin/audit?action={action}&target=clusterer"))
+            .await;
+        assert_eq!(
+            page.body.matches(&format!("<code>{action}</code>")).count(),
+            1,
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains(who.as_str()), "{}", page.body);
+    }
 }

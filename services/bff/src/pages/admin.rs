@@ -9,9 +9,10 @@
 //! shown again with the reason. Forms whose effect lands in the ingestion service have their
 //! token checked through [`super::account::verify_csrf`] first, since that service has no
 //! sessions; so do the clusterer forms, whose settings the battle service stores and applies.
-//! The authentication service's audit log records only its own actions (it has no route for
-//! other services' events), so a clusterer change is recorded by the battle service (who and
-//! when, shown on the page) and in the BFF's log.
+//! Changes that land in services without sessions (rulesets, backfill jobs, clusterer
+//! settings) are recorded in the authentication service's audit log once they succeeded
+//! (`POST /admin/audit`, under the viewer's session, so the actor cannot be chosen), next to
+//! its own entries; the battle service also keeps who changed its settings.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -138,6 +139,76 @@ struct Call<'a> {
     path: &'a str,
     headers: &'a HeaderMap,
     body: Option<&'a Value>,
+    /// Recorded in the audit log once the call succeeded (changes made in services without
+    /// sessions; the authentication service records its own).
+    audit: Option<Audit<'a>>,
+}
+
+/// An admin change another service made, as the authentication service's audit log keeps it
+/// (`POST /admin/audit`, under the viewer's session).
+struct Audit<'a> {
+    /// The browser's headers with the form's CSRF token.
+    headers: HeaderMap,
+    action: &'a str,
+    target_type: &'a str,
+    /// `None`: the `id` of the service's answer (a job just created).
+    target_id: Option<&'a str>,
+    metadata: Value,
+}
+
+impl<'a> Audit<'a> {
+    fn new(fwd: &Fwd, csrf: &str, action: &'a str, target_type: &'a str) -> Self {
+        Self {
+            headers: fwd.with_csrf(csrf),
+            action,
+            target_type,
+            target_id: None,
+            metadata: json!({}),
+        }
+    }
+
+    fn target(mut self, id: &'a str) -> Self {
+        self.target_id = Some(id);
+        self
+    }
+
+    fn metadata(mut self, metadata: Value) -> Self {
+        self.metadata = metadata;
+        self
+    }
+}
+
+/// Records a change that has been made already: a failure to record it is logged and counted
+/// (`battlescope_bff_audit_failures_total`), never shown as a failed change.
+async fn record(state: &AppState, audit: Audit<'_>, answer: &[u8]) {
+    let created: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
+    let target_id = match audit.target_id {
+        Some(id) => id.to_owned(),
+        None => created["id"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| created["id"].as_i64().map(|n| n.to_string()))
+            .unwrap_or_else(|| "unknown".to_owned()),
+    };
+    let body = json!({
+        "action": audit.action,
+        "target_type": audit.target_type,
+        "target_id": target_id,
+        "metadata": audit.metadata,
+    });
+    if let Err(e) = auth_call(
+        state,
+        Method::POST,
+        "/admin/audit",
+        &audit.headers,
+        Some(&body),
+    )
+    .await
+    {
+        metrics::counter!("battlescope_bff_audit_failures_total", "action" => audit.action.to_owned())
+            .increment(1);
+        tracing::error!(action = audit.action, target = %target_id, error = %e, "admin change made but not recorded in the audit log");
+    }
 }
 
 async fn act(
@@ -149,6 +220,7 @@ async fn act(
 ) -> Response {
     let sep = if page.contains('?') { '&' } else { '?' };
     let service = call.service;
+    let audit = call.audit;
     match call_json(
         state,
         service,
@@ -159,7 +231,12 @@ async fn act(
     )
     .await
     {
-        Ok(r) if r.status.is_success() => see_other(&format!("{page}{sep}ok={ok}"), &[]),
+        Ok(r) if r.status.is_success() => {
+            if let Some(a) = audit {
+                record(state, a, &r.body).await;
+            }
+            see_other(&format!("{page}{sep}ok={ok}"), &[])
+        }
         Ok(r) if r.status == StatusCode::UNAUTHORIZED => super::account::login_required(headers),
         Ok(r) => {
             let code = error_code(&r);
@@ -497,6 +574,7 @@ pub async fn block(
             path: &format!("/admin/accounts/{id_enc}"),
             headers: &fwd.with_csrf(field(&form, "csrf_token")),
             body: Some(&body),
+            audit: None,
         },
         &format!("/admin/accounts/{id_enc}"),
         if blocked { "blocked" } else { "unblocked" },
@@ -530,6 +608,7 @@ pub async fn grant(
             path: "/admin/roles/grant",
             headers: &fwd.with_csrf(field(&form, "csrf_token")),
             body: Some(&body),
+            audit: None,
         },
         &format!("/admin/accounts/{}", encode(&id)),
         "role_saved",
@@ -558,6 +637,7 @@ pub async fn end_account_sessions(
             path: &format!("/admin/accounts/{id_enc}/sessions"),
             headers: &fwd.with_csrf(field(&form, "csrf_token")),
             body: None,
+            audit: None,
         },
         &format!("/admin/accounts/{id_enc}"),
         "sessions_ended",
@@ -585,6 +665,7 @@ pub async fn end_session(
             path: &format!("/admin/sessions/{}", encode(&sid)),
             headers: &fwd.with_csrf(field(&form, "csrf_token")),
             body: None,
+            audit: None,
         },
         &format!("/admin/accounts/{}", encode(field(&form, "account_id"))),
         "session_ended",
@@ -1086,6 +1167,16 @@ pub async fn save_ruleset(
             path: "/rulesets",
             headers: &HeaderMap::new(),
             body: Some(&body),
+            audit: Some(
+                Audit::new(
+                    &fwd,
+                    one("csrf_token"),
+                    "ingestion.ruleset.update",
+                    "ruleset",
+                )
+                .target("1")
+                .metadata(body.clone()),
+            ),
         },
         "/admin/ingestion",
         "ruleset_saved",
@@ -1116,6 +1207,15 @@ pub async fn start_backfill(
                 path: "/backfill/jobs",
                 headers: &HeaderMap::new(),
                 body: Some(&body),
+                audit: Some(
+                    Audit::new(
+                        &fwd,
+                        field(&form, "csrf_token"),
+                        "ingestion.backfill.start",
+                        "backfill_job",
+                    )
+                    .metadata(body.clone()),
+                ),
             },
             "/admin/ingestion",
             "job_started",
@@ -1144,6 +1244,15 @@ pub async fn cancel_backfill(
                 path: &path,
                 headers: &HeaderMap::new(),
                 body: None,
+                audit: Some(
+                    Audit::new(
+                        &fwd,
+                        field(&form, "csrf_token"),
+                        "ingestion.backfill.cancel",
+                        "backfill_job",
+                    )
+                    .target(&id),
+                ),
             },
             "/admin/ingestion",
             "job_cancelled",
@@ -1450,6 +1559,15 @@ pub async fn save_clusterer(
     {
         Ok(r) if r.status.is_success() => {
             tracing::info!(account = %me.account_id, settings = %body, "clusterer settings changed");
+            let audit = Audit::new(
+                &fwd,
+                field(&form, "csrf_token"),
+                "battle.settings.update",
+                "battle_settings",
+            )
+            .target("clusterer")
+            .metadata(body.clone());
+            record(&state, audit, &r.body).await;
             see_other("/admin/clusterer?ok=clusterer_saved", &[])
         }
         Ok(r) if r.status == StatusCode::BAD_REQUEST => {
@@ -1497,6 +1615,15 @@ pub async fn revert_clusterer(
                 path: "/settings",
                 headers: &HeaderMap::new(),
                 body: None,
+                audit: Some(
+                    Audit::new(
+                        &fwd,
+                        field(&form, "csrf_token"),
+                        "battle.settings.revert",
+                        "battle_settings",
+                    )
+                    .target("clusterer"),
+                ),
             },
             "/admin/clusterer",
             "clusterer_reverted",
