@@ -137,11 +137,49 @@ struct Call<'a> {
     service: ServiceName,
     method: Method,
     path: &'a str,
-    headers: &'a HeaderMap,
+    headers: HeaderMap,
     body: Option<&'a Value>,
-    /// Recorded in the audit log once the call succeeded (changes made in services without
-    /// sessions; the authentication service records its own).
+    /// Recorded in the audit log once the call succeeded.
     audit: Option<Audit<'a>>,
+}
+
+impl<'a> Call<'a> {
+    /// A change in the authentication service, with the browser's headers and the form's CSRF
+    /// token; that service checks the session itself and audits its own changes.
+    fn authentication(
+        method: Method,
+        path: &'a str,
+        headers: HeaderMap,
+        body: Option<&'a Value>,
+    ) -> Self {
+        Self {
+            service: ServiceName::Authentication,
+            method,
+            path,
+            headers,
+            body,
+            audit: None,
+        }
+    }
+
+    /// A change in a service without sessions (the BFF checked the role and the token), recorded
+    /// in the audit log once it succeeded.
+    fn recorded(
+        service: ServiceName,
+        method: Method,
+        path: &'a str,
+        body: Option<&'a Value>,
+        audit: Audit<'a>,
+    ) -> Self {
+        Self {
+            service,
+            method,
+            path,
+            headers: HeaderMap::new(),
+            body,
+            audit: Some(audit),
+        }
+    }
 }
 
 /// An admin change another service made, as the authentication service's audit log keeps it
@@ -226,7 +264,7 @@ async fn act(
         service,
         call.method,
         call.path,
-        call.headers,
+        &call.headers,
         call.body,
     )
     .await
@@ -568,14 +606,12 @@ pub async fn block(
     act(
         &state,
         &headers,
-        Call {
-            service: ServiceName::Authentication,
-            method: Method::PUT,
-            path: &format!("/admin/accounts/{id_enc}"),
-            headers: &fwd.with_csrf(field(&form, "csrf_token")),
-            body: Some(&body),
-            audit: None,
-        },
+        Call::authentication(
+            Method::PUT,
+            &format!("/admin/accounts/{id_enc}"),
+            fwd.with_csrf(field(&form, "csrf_token")),
+            Some(&body),
+        ),
         &format!("/admin/accounts/{id_enc}"),
         if blocked { "blocked" } else { "unblocked" },
     )
@@ -602,14 +638,12 @@ pub async fn grant(
     act(
         &state,
         &headers,
-        Call {
-            service: ServiceName::Authentication,
-            method: Method::POST,
-            path: "/admin/roles/grant",
-            headers: &fwd.with_csrf(field(&form, "csrf_token")),
-            body: Some(&body),
-            audit: None,
-        },
+        Call::authentication(
+            Method::POST,
+            "/admin/roles/grant",
+            fwd.with_csrf(field(&form, "csrf_token")),
+            Some(&body),
+        ),
         &format!("/admin/accounts/{}", encode(&id)),
         "role_saved",
     )
@@ -631,14 +665,12 @@ pub async fn end_account_sessions(
     act(
         &state,
         &headers,
-        Call {
-            service: ServiceName::Authentication,
-            method: Method::DELETE,
-            path: &format!("/admin/accounts/{id_enc}/sessions"),
-            headers: &fwd.with_csrf(field(&form, "csrf_token")),
-            body: None,
-            audit: None,
-        },
+        Call::authentication(
+            Method::DELETE,
+            &format!("/admin/accounts/{id_enc}/sessions"),
+            fwd.with_csrf(field(&form, "csrf_token")),
+            None,
+        ),
         &format!("/admin/accounts/{id_enc}"),
         "sessions_ended",
     )
@@ -659,14 +691,12 @@ pub async fn end_session(
     act(
         &state,
         &headers,
-        Call {
-            service: ServiceName::Authentication,
-            method: Method::DELETE,
-            path: &format!("/admin/sessions/{}", encode(&sid)),
-            headers: &fwd.with_csrf(field(&form, "csrf_token")),
-            body: None,
-            audit: None,
-        },
+        Call::authentication(
+            Method::DELETE,
+            &format!("/admin/sessions/{}", encode(&sid)),
+            fwd.with_csrf(field(&form, "csrf_token")),
+            None,
+        ),
         &format!("/admin/accounts/{}", encode(field(&form, "account_id"))),
         "session_ended",
     )
@@ -1161,23 +1191,20 @@ pub async fn save_ruleset(
     act(
         &state,
         &headers,
-        Call {
-            service: ServiceName::Ingestion,
-            method: Method::PUT,
-            path: "/rulesets",
-            headers: &HeaderMap::new(),
-            body: Some(&body),
-            audit: Some(
-                Audit::new(
-                    &fwd,
-                    one("csrf_token"),
-                    "ingestion.ruleset.update",
-                    "ruleset",
-                )
-                .target("1")
-                .metadata(body.clone()),
-            ),
-        },
+        Call::recorded(
+            ServiceName::Ingestion,
+            Method::PUT,
+            "/rulesets",
+            Some(&body),
+            Audit::new(
+                &fwd,
+                one("csrf_token"),
+                "ingestion.ruleset.update",
+                "ruleset",
+            )
+            .target("1")
+            .metadata(body.clone()),
+        ),
         "/admin/ingestion",
         "ruleset_saved",
     )
@@ -1201,22 +1228,19 @@ pub async fn start_backfill(
         act(
             &state,
             &headers,
-            Call {
-                service: ServiceName::Ingestion,
-                method: Method::POST,
-                path: "/backfill/jobs",
-                headers: &HeaderMap::new(),
-                body: Some(&body),
-                audit: Some(
-                    Audit::new(
-                        &fwd,
-                        field(&form, "csrf_token"),
-                        "ingestion.backfill.start",
-                        "backfill_job",
-                    )
-                    .metadata(body.clone()),
-                ),
-            },
+            Call::recorded(
+                ServiceName::Ingestion,
+                Method::POST,
+                "/backfill/jobs",
+                Some(&body),
+                Audit::new(
+                    &fwd,
+                    field(&form, "csrf_token"),
+                    "ingestion.backfill.start",
+                    "backfill_job",
+                )
+                .metadata(body.clone()),
+            ),
             "/admin/ingestion",
             "job_started",
         ),
@@ -1238,22 +1262,19 @@ pub async fn cancel_backfill(
         act(
             &state,
             &headers,
-            Call {
-                service: ServiceName::Ingestion,
-                method: Method::DELETE,
-                path: &path,
-                headers: &HeaderMap::new(),
-                body: None,
-                audit: Some(
-                    Audit::new(
-                        &fwd,
-                        field(&form, "csrf_token"),
-                        "ingestion.backfill.cancel",
-                        "backfill_job",
-                    )
-                    .target(&id),
-                ),
-            },
+            Call::recorded(
+                ServiceName::Ingestion,
+                Method::DELETE,
+                &path,
+                None,
+                Audit::new(
+                    &fwd,
+                    field(&form, "csrf_token"),
+                    "ingestion.backfill.cancel",
+                    "backfill_job",
+                )
+                .target(&id),
+            ),
             "/admin/ingestion",
             "job_cancelled",
         ),
@@ -1609,22 +1630,19 @@ pub async fn revert_clusterer(
         act(
             &state,
             &headers,
-            Call {
-                service: ServiceName::Battle,
-                method: Method::DELETE,
-                path: "/settings",
-                headers: &HeaderMap::new(),
-                body: None,
-                audit: Some(
-                    Audit::new(
-                        &fwd,
-                        field(&form, "csrf_token"),
-                        "battle.settings.revert",
-                        "battle_settings",
-                    )
-                    .target("clusterer"),
-                ),
-            },
+            Call::recorded(
+                ServiceName::Battle,
+                Method::DELETE,
+                "/settings",
+                None,
+                Audit::new(
+                    &fwd,
+                    field(&form, "csrf_token"),
+                    "battle.settings.revert",
+                    "battle_settings",
+                )
+                .target("clusterer"),
+            ),
             "/admin/clusterer",
             "clusterer_reverted",
         ),
