@@ -210,8 +210,8 @@ async fn wait_for_battle_service(services: &ServiceDirectory, imported: u64) {
     panic!("the battle service stored only {last} of {imported} killmails");
 }
 
-/// Waits until every imported killmail reached the battle service and battles exist; answers
-/// the id of the battle with the most kills.
+/// Waits until every imported killmail reached the battle service, battles exist and the
+/// largest has its sides; answers the id of the battle with the most kills.
 async fn wait_for_battles(base: &str, imported: u64) -> i64 {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(540);
@@ -231,8 +231,13 @@ async fn wait_for_battles(base: &str, imported: u64) -> i64 {
                 .await
                 .unwrap_or(Value::Null);
             let enriched_all = v["killmails_total"].as_u64() == Some(imported);
+            // Sides come from the battle service's refresher, after clustering: tests read them.
+            let sided = list["battles"][0]["sides"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
             if battles > 0
                 && enriched_all
+                && sided
                 && settled(&http, base, imported).await
                 && let Some(id) = list["battles"][0]["battle_id"].as_i64()
             {
