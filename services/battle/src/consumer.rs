@@ -10,6 +10,10 @@
 //! transaction that clears the dirty flag: a battle's event trails its rows by well under a
 //! second, and a crash in between only delays it (the dirty flag is persistent).
 //!
+//! A live batch queues its killmails' ship history (see `store::history`); the background loop
+//! moves it into `pilot_ship_history` while the consumer is idle ([`HISTORY_IDLE`]), in
+//! transactions of about [`HISTORY_MOVE_LINES`] lines, so a live update rarely waits for one.
+//!
 //! If a write fails, the in-memory engine is ahead of the store; it is rebuilt from the store
 //! before the error is returned, so the retried batch is clustered again from a consistent
 //! state (clustering depends only on the set of kills, so this is exact).
@@ -40,6 +44,11 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 /// Dirty battles refreshed per pass.
 const REFRESH_BATCH: u32 = 64;
 
+/// Queued ship history moves only once no batch has arrived for this long.
+pub const HISTORY_IDLE: Duration = Duration::from_millis(50);
+/// Ship history lines per moving transaction (≈ 3–4 ms of SQLite writes here).
+pub const HISTORY_MOVE_LINES: usize = 1_000;
+
 /// The battle service's state and its three loops.
 pub struct Battles {
     store: Arc<dyn BattleStore>,
@@ -54,6 +63,8 @@ pub struct Battles {
     refreshing: Mutex<()>,
     /// battle id → (revision, killmails) of recently reported battles.
     kill_cache: parking_lot::Mutex<HashMap<u64, CachedKills>>,
+    /// When the last batch arrived (the history mover waits for a quiet moment).
+    last_batch: parking_lot::Mutex<std::time::Instant>,
 }
 
 /// (revision, killmails) of one battle.
@@ -93,6 +104,7 @@ impl Battles {
             rejected: AtomicU64::new(0),
             refreshing: Mutex::new(()),
             kill_cache: parking_lot::Mutex::default(),
+            last_batch: parking_lot::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -173,6 +185,7 @@ impl Battles {
 
     /// Clusters and stores a batch of enriched killmails (idempotent).
     pub async fn ingest(&self, events: &[KillmailEnriched]) -> anyhow::Result<IngestReport> {
+        *self.last_batch.lock() = std::time::Instant::now();
         let mut report = IngestReport::default();
         let mut changes = ChangeSet {
             now_ms: now_ms(&*self.clock),
@@ -391,7 +404,20 @@ impl Battles {
         Ok(report)
     }
 
-    /// Runs the ticker and the refresher until shutdown.
+    /// Moves queued ship history while no batch arrives; returns the killmails moved.
+    pub async fn move_history(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        while self.last_batch.lock().elapsed() >= HISTORY_IDLE {
+            let n = self.store.move_ship_history(HISTORY_MOVE_LINES).await?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        Ok(total)
+    }
+
+    /// Runs the ticker, the refresher and the history mover until shutdown.
     pub async fn run_background(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             if let Err(e) = self.tick().await {
@@ -399,6 +425,9 @@ impl Battles {
             }
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "sides refresh failed; retrying");
+            }
+            if let Err(e) = self.move_history().await {
+                tracing::warn!(error = %e, "moving ship history failed; retrying");
             }
             tokio::select! {
                 _ = tokio::time::sleep(REFRESH_INTERVAL) => {}

@@ -49,7 +49,8 @@ pub const MIGRATIONS: MigrationSet = bs_store::migrations!(
         (1, "init"),
         (2, "reports"),
         (3, "lifecycle"),
-        (4, "settings")
+        (4, "settings"),
+        (5, "history_queue")
     ]
 );
 

@@ -4,7 +4,7 @@
 //!   with everything keyed by them (killmail links, systems, participants, sides, aliases,
 //!   side overrides), one `battle.deleted` each through the outbox;
 //! * `enriched_killmails_months`: the service's copy of enriched killmails (`killmails`,
-//!   `pilot_ship_history`) older than the cutoff — except killmails a kept battle still holds,
+//!   `pilot_ship_history`, `ship_history_queue`) older than the cutoff — except killmails a kept battle still holds,
 //!   so a report is never missing its own kills.
 //!
 //! Names are not named by any rule and are never deleted. Each batch (at most
@@ -101,7 +101,7 @@ async fn killmails_batch(db: &Database, cutoff_ms: i64, limit: i64) -> anyhow::R
     .fetch_all(&mut *tx)
     .await?;
     let ids: Vec<i64> = ids.into_iter().map(|(id,)| id).collect();
-    for table in ["pilot_ship_history", "killmails"] {
+    for table in ["ship_history_queue", "pilot_ship_history", "killmails"] {
         delete_ids(&mut tx, table, "killmail_id", &ids, 16).await?;
     }
     tx.commit().await?;

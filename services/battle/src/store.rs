@@ -2,8 +2,8 @@
 //! ([`SqlBattleStore`]) for SQLite and PostgreSQL alike (one query text, see bs-store's rules).
 //!
 //! Writes come in one [`ChangeSet`] per consumer batch, applied in one transaction: killmail
-//! rows (highest revision wins), names, pilot ship history, then the engine's battle operations
-//! in order. Every aggregate on `battles` is recomputed from `battle_killmails` and
+//! rows (highest revision wins), names, pilot ship history (queued for a small batch, see
+//! [`history`]), then the engine's battle operations in order. Every aggregate on `battles` is recomputed from `battle_killmails` and
 //! `battle_participants` inside that transaction, and the revision only moves when a value
 //! changed, so a redelivered batch changes nothing. Events are never written here directly by
 //! the consumer: the sides refresher reads dirty battles, computes sides and enqueues
@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{BattleOp, NameRow, StoredKill, WorkingSet};
 
-/// (time, system, lost, corporation, alliance) of one ship history row.
-type HistoryLine = (i64, i64, bool, Option<i64>, Option<i64>);
+mod history;
+use history::Moved;
 /// Systems, regions and security types of one battle.
 type Places = (BTreeSet<i64>, BTreeSet<i64>, BTreeSet<String>);
 
@@ -212,6 +212,10 @@ pub trait BattleStore: Send + Sync + 'static {
     /// The stored report JSON and the battle revision it was computed from.
     async fn stored_report(&self, battle_id: u64) -> StoreResult<Option<(u64, String)>>;
     async fn counts(&self) -> StoreResult<StoreCounts>;
+    /// Moves queued ship history into `pilot_ship_history` in one short transaction (at least
+    /// `max_lines` lines unless the queue runs out); returns the killmails moved, 0 once the
+    /// queue is empty.
+    async fn move_ship_history(&self, max_lines: usize) -> StoreResult<usize>;
 }
 
 /// [`BattleStore`] over a bs-store [`Database`] (SQLite or PostgreSQL).
@@ -220,6 +224,9 @@ pub struct SqlBattleStore {
     db: Database,
     /// Names this store committed, so a batch repeating known names writes none of them.
     names_written: parking_lot::Mutex<WrittenNames>,
+    /// Killmails in `ship_history_queue` as far as this store knows (0 after a restart until
+    /// the next full move): only decides when a small batch moves the queue inline.
+    queued: std::sync::atomic::AtomicUsize,
 }
 
 /// The names a store committed, bounded (cleared when full: names are cheap to write again).
@@ -252,6 +259,7 @@ impl SqlBattleStore {
         Self {
             db,
             names_written: parking_lot::Mutex::default(),
+            queued: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -399,14 +407,16 @@ impl Touched {
     }
 }
 
-/// Writes the batch's killmails (highest revision wins) and their ship history; returns the
-/// ids of the rows really written (new, or replaced by a higher revision): only their names
-/// are taken, so a redelivered older revision never overwrites a newer name.
+/// Writes the batch's killmails (highest revision wins) and their ship history (directly, or
+/// queued while `moved` is not done); returns the ids of the rows really written (new, or
+/// replaced by a higher revision): only their names are taken, so a redelivered older revision
+/// never overwrites a newer name.
 async fn upsert_kills(
     conn: &mut AnyConnection,
     backend: Backend,
     kills: &[StoredKill],
     touched: &mut Touched,
+    moved: &mut Moved,
 ) -> StoreResult<HashSet<u64>> {
     // Highest revision per id within the batch (PostgreSQL refuses to update a row twice).
     let mut best: BTreeMap<u64, &StoredKill> = BTreeMap::new();
@@ -454,59 +464,22 @@ async fn upsert_kills(
             }
         }
     }
-    // Ship history: one row per pilot and ship on the mail (victim: lost), for the rows just
-    // written (a redelivery has its history already; a new revision does not change ids).
-    let mut hist: BTreeMap<(i64, i64, i64), HistoryLine> = BTreeMap::new();
-    for k in kills
+    // Ship history of the rows just written (a redelivery has its history already; a new
+    // revision does not change it): written directly once the queue is moved, else queued.
+    let fresh: Vec<&StoredKill> = kills
         .iter()
+        .copied()
         .filter(|k| written.contains(&k.kill.killmail_id))
-    {
-        let km = &k.kill;
-        if let Some(ch) = km.victim.character_id {
-            hist.insert(
-                (i(ch), i(km.killmail_id), i64::from(km.victim.ship.type_id)),
-                (
-                    km.time_ms,
-                    i64::from(km.system_id),
-                    true,
-                    km.victim.corporation_id.map(i),
-                    km.victim.alliance_id.map(i),
-                ),
-            );
+        .collect();
+    if moved.is_done() {
+        let mut rows = history::Rows::default();
+        for k in &fresh {
+            rows.add_kill(k);
         }
-        for a in km.attackers.iter().filter(|a| !a.is_npc) {
-            let Some(ch) = a.character_id else { continue };
-            let ship = a.ship.map_or(0, |s| i64::from(s.type_id));
-            hist.entry((i(ch), i(km.killmail_id), ship)).or_insert((
-                km.time_ms,
-                i64::from(km.system_id),
-                false,
-                a.corporation_id.map(i),
-                a.alliance_id.map(i),
-            ));
-        }
-    }
-    let rows: Vec<_> = hist.into_iter().collect();
-    for part in chunked(&rows, max_rows(8)) {
-        let mut ph = Ph::new(backend);
-        let sql = format!(
-            "INSERT INTO pilot_ship_history (character_id, killmail_id, ship_type_id, time_ms, system_id, lost, corporation_id, alliance_id) VALUES {} \
-             ON CONFLICT (character_id, killmail_id, ship_type_id) DO NOTHING",
-            ph.values(part.len(), 8)
-        );
-        let mut q = sqlx::query(dynamic_sql(sql));
-        for ((ch, km, ship), (t, sys, lost, corp, all)) in part {
-            q = q
-                .bind(*ch)
-                .bind(*km)
-                .bind(*ship)
-                .bind(*t)
-                .bind(*sys)
-                .bind(i64::from(*lost))
-                .bind(*corp)
-                .bind(*all);
-        }
-        q.execute(&mut *conn).await?;
+        rows.write(conn, backend).await?;
+    } else {
+        history::queue(conn, backend, &fresh).await?;
+        moved.queued += fresh.len();
     }
     for chunk in chunked(&replaced, IN_LIST) {
         let mut ph = Ph::new(backend);
@@ -587,11 +560,16 @@ const PARTICIPANT_MIN: &str = "ON CONFLICT (battle_id, character_id) DO UPDATE S
     WHERE (excluded.corporation_id IS NOT NULL AND (battle_participants.corporation_id IS NULL OR excluded.corporation_id < battle_participants.corporation_id)) \
        OR (excluded.alliance_id IS NOT NULL AND (battle_participants.alliance_id IS NULL OR excluded.alliance_id < battle_participants.alliance_id))";
 
+/// The batch's killmails by id: their participants come from memory, not from the table.
+type BatchKills<'a> = HashMap<u64, &'a StoredKill>;
+
 async fn add_kills(
     conn: &mut AnyConnection,
     backend: Backend,
     battle: u64,
     ids: &[u64],
+    batch: &BatchKills<'_>,
+    moved: &mut Moved,
     touched: &mut Touched,
 ) -> StoreResult<()> {
     for chunk in chunked(ids, IN_LIST) {
@@ -616,28 +594,86 @@ async fn add_kills(
                 ") ON CONFLICT (killmail_id) DO UPDATE SET battle_id = excluded.battle_id WHERE battle_killmails.battle_id <> excluded.battle_id",
             ),
             (
-                "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) SELECT ",
-                ", character_id, MIN(corporation_id), MIN(alliance_id) FROM pilot_ship_history WHERE killmail_id IN (",
-                ") GROUP BY character_id ",
-            ),
-            (
                 "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) SELECT ",
                 ", system_id, MIN(region_id), MIN(security_type) FROM killmails WHERE killmail_id IN (",
                 ") GROUP BY system_id ON CONFLICT (battle_id, system_id) DO NOTHING",
             ),
         ];
-        for (n, (head, mid, tail)) in stmts.into_iter().enumerate() {
+        for (head, mid, tail) in stmts {
             let mut ph = Ph::new(backend);
             let b = ph.next();
             let l = ph.list(chunk.len());
-            let extra = if n == 1 { PARTICIPANT_MIN } else { "" };
             let mut q =
-                sqlx::query(dynamic_sql(format!("{head}{b}{mid}{l}{tail}{extra}"))).bind(i(battle));
+                sqlx::query(dynamic_sql(format!("{head}{b}{mid}{l}{tail}"))).bind(i(battle));
             for id in chunk {
                 q = q.bind(i(*id));
             }
             q.execute(&mut *conn).await?;
         }
+        add_participants(conn, backend, battle, chunk, batch, moved).await?;
+    }
+    Ok(())
+}
+
+/// Participants of `ids` joining `battle`: the batch's own killmails from memory (a live update
+/// never reads the ship history), any other from `pilot_ship_history` (the queue moved first).
+/// Both keep the smallest corporation/alliance id per pilot, as [`rebuild_members`] does.
+async fn add_participants(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    battle: u64,
+    ids: &[u64],
+    batch: &BatchKills<'_>,
+    moved: &mut Moved,
+) -> StoreResult<()> {
+    let min = |a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    let mut pilots: BTreeMap<i64, (Option<i64>, Option<i64>)> = BTreeMap::new();
+    let mut stored: Vec<u64> = Vec::new();
+    for id in ids {
+        let Some(k) = batch.get(id) else {
+            stored.push(*id);
+            continue;
+        };
+        for l in history::lines(&k.kill) {
+            let e = pilots
+                .entry(l.character_id)
+                .or_insert((l.corporation_id, l.alliance_id));
+            *e = (min(e.0, l.corporation_id), min(e.1, l.alliance_id));
+        }
+    }
+    let pilots: Vec<_> = pilots.into_iter().collect();
+    for part in chunked(&pilots, max_rows(4)) {
+        let mut ph = Ph::new(backend);
+        let sql = format!(
+            "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) VALUES {} {PARTICIPANT_MIN}",
+            ph.values(part.len(), 4)
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for (ch, (corp, all)) in part {
+            q = q.bind(i(battle)).bind(*ch).bind(*corp).bind(*all);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    if stored.is_empty() {
+        return Ok(());
+    }
+    moved.ensure(conn, backend).await?;
+    for chunk in chunked(&stored, IN_LIST) {
+        let mut ph = Ph::new(backend);
+        let b = ph.next();
+        let l = ph.list(chunk.len());
+        let mut q = sqlx::query(dynamic_sql(format!(
+            "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) SELECT {b}, character_id, MIN(corporation_id), MIN(alliance_id) \
+             FROM pilot_ship_history WHERE killmail_id IN ({l}) GROUP BY character_id {PARTICIPANT_MIN}"
+        )))
+        .bind(i(battle));
+        for id in chunk {
+            q = q.bind(i(*id));
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -729,6 +765,8 @@ async fn apply_op(
     backend: Backend,
     op: &BattleOp,
     now_ms: i64,
+    batch: &BatchKills<'_>,
+    moved: &mut Moved,
     touched: &mut Touched,
 ) -> StoreResult<()> {
     match op {
@@ -755,7 +793,16 @@ async fn apply_op(
             battle_id,
             killmail_ids,
         } => {
-            add_kills(conn, backend, *battle_id, killmail_ids, touched).await?;
+            add_kills(
+                conn,
+                backend,
+                *battle_id,
+                killmail_ids,
+                batch,
+                moved,
+                touched,
+            )
+            .await?;
             touched.add(*battle_id, false);
         }
         BattleOp::RemoveKills {
@@ -921,19 +968,46 @@ enum Bind {
 #[async_trait]
 impl BattleStore for SqlBattleStore {
     async fn apply(&self, changes: &ChangeSet) -> StoreResult<()> {
+        use std::sync::atomic::Ordering;
         let backend = self.db.backend();
         let mut tx = self.db.begin().await?;
         let mut touched = Touched::default();
-        let written = upsert_kills(&mut tx, backend, &changes.kills, &mut touched).await?;
+        // A backlog's batch (or a long queue) moves the queue and writes its history directly;
+        // a live one queues it (see `history`).
+        let mut moved = if changes.kills.len() >= history::INLINE_MIN_KILLS
+            || self.queued.load(Ordering::Relaxed) >= history::QUEUE_CAP
+        {
+            history::move_queued(&mut tx, backend, usize::MAX).await?;
+            Moved::already()
+        } else {
+            Moved::default()
+        };
+        let written =
+            upsert_kills(&mut tx, backend, &changes.kills, &mut touched, &mut moved).await?;
         let names = {
             let known = self.names_written.lock().clone_for(&changes.names);
             upsert_names(&mut tx, backend, &changes.names, &written, &known).await?
         };
+        let batch: BatchKills<'_> = changes
+            .kills
+            .iter()
+            .map(|k| (k.kill.killmail_id, k))
+            .collect();
         for op in &changes.ops {
-            apply_op(&mut tx, backend, op, changes.now_ms, &mut touched).await?;
+            apply_op(
+                &mut tx,
+                backend,
+                op,
+                changes.now_ms,
+                &batch,
+                &mut moved,
+                &mut touched,
+            )
+            .await?;
         }
         for (&b, &full) in &touched.battles {
             if full {
+                moved.ensure(&mut tx, backend).await?;
                 rebuild_members(&mut tx, b).await?;
             }
             recompute(&mut tx, b, changes.now_ms).await?;
@@ -941,7 +1015,25 @@ impl BattleStore for SqlBattleStore {
         tx.commit().await?;
         // Remembered only once committed: a rolled-back name is written again next time.
         self.names_written.lock().remember(names);
+        if moved.is_done() {
+            self.queued.store(0, Ordering::Relaxed);
+        } else {
+            self.queued.fetch_add(moved.queued, Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    async fn move_ship_history(&self, max_lines: usize) -> StoreResult<usize> {
+        use std::sync::atomic::Ordering;
+        let mut tx = self.db.begin().await?;
+        let (killmails, _) = history::move_queued(&mut tx, self.db.backend(), max_lines).await?;
+        tx.commit().await?;
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(killmails))
+            });
+        Ok(killmails)
     }
 
     async fn max_kill_time(&self) -> StoreResult<Option<i64>> {
@@ -1292,27 +1384,74 @@ impl BattleStore for SqlBattleStore {
         character_id: u64,
         limit: u32,
     ) -> StoreResult<Vec<ShipHistoryRow>> {
+        let limit = limit.clamp(1, 1000);
+        let ch = i(character_id);
+        let mut conn = self.db.pool().acquire().await?;
+        // The queue first, then the table: a move committing in between shows a line twice
+        // (dropped below), never not at all.
+        let mut out: Vec<ShipHistoryRow> = Vec::new();
+        let mut queued_ids = Vec::new();
+        for q in history::all_queued(&mut conn).await? {
+            for l in q.lines.iter().filter(|l| l.character_id == ch) {
+                queued_ids.push(q.killmail_id);
+                out.push(ShipHistoryRow {
+                    killmail_id: u(q.killmail_id),
+                    ship_type_id: u32::try_from(l.ship_type_id).unwrap_or(0),
+                    time_ms: q.time_ms,
+                    system_id: u32::try_from(q.system_id).unwrap_or(0),
+                    lost: l.lost,
+                    battle_id: None,
+                });
+            }
+        }
+        if !queued_ids.is_empty() {
+            let mut battles: HashMap<u64, u64> = HashMap::new();
+            for chunk in chunked(&queued_ids, IN_LIST) {
+                let sql = format!(
+                    "SELECT killmail_id, battle_id FROM battle_killmails WHERE killmail_id IN ({})",
+                    Ph::new(self.db.backend()).list(chunk.len())
+                );
+                let mut q = sqlx::query(dynamic_sql(sql));
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                for r in q.fetch_all(&mut *conn).await? {
+                    battles.insert(u(r.try_get(0)?), u(r.try_get(1)?));
+                }
+            }
+            for row in &mut out {
+                row.battle_id = battles.get(&row.killmail_id).copied();
+            }
+        }
         let rows = sqlx::query(
             "SELECT h.killmail_id, h.ship_type_id, h.time_ms, h.system_id, h.lost, k.battle_id FROM pilot_ship_history h \
              LEFT JOIN battle_killmails k ON k.killmail_id = h.killmail_id WHERE h.character_id = $1 \
              ORDER BY h.time_ms DESC, h.killmail_id DESC LIMIT $2",
         )
-        .bind(i(character_id))
-        .bind(i64::from(limit.clamp(1, 1000)))
-        .fetch_all(self.db.pool())
+        .bind(ch)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ShipHistoryRow {
-                    killmail_id: u(r.try_get(0)?),
-                    ship_type_id: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
-                    time_ms: r.try_get(2)?,
-                    system_id: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
-                    lost: r.try_get::<i64, _>(4)? != 0,
-                    battle_id: r.try_get::<Option<i64>, _>(5)?.map(u),
-                })
-            })
-            .collect()
+        for r in &rows {
+            out.push(ShipHistoryRow {
+                killmail_id: u(r.try_get(0)?),
+                ship_type_id: u32::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+                time_ms: r.try_get(2)?,
+                system_id: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
+                lost: r.try_get::<i64, _>(4)? != 0,
+                battle_id: r.try_get::<Option<i64>, _>(5)?.map(u),
+            });
+        }
+        out.sort_by(|a, b| {
+            (b.time_ms, b.killmail_id, a.ship_type_id).cmp(&(
+                a.time_ms,
+                a.killmail_id,
+                b.ship_type_id,
+            ))
+        });
+        out.dedup_by_key(|r| (r.killmail_id, r.ship_type_id));
+        out.truncate(limit as usize);
+        Ok(out)
     }
 
     async fn dirty_battles(&self, limit: u32) -> StoreResult<Vec<u64>> {

@@ -36,7 +36,8 @@ store_suite!(
     real_fight_queries_filters_and_pages,
     redelivered_changesets_change_nothing,
     merges_keep_aliases_and_overrides,
-    stale_sides_are_not_saved
+    stale_sides_are_not_saved,
+    live_batches_queue_ship_history_and_match_a_backlog
 );
 
 async fn real_fight_queries_filters_and_pages(db: Database) {
@@ -369,4 +370,135 @@ async fn stale_sides_are_not_saved(db: Database) {
     assert!(row.multi_party);
     assert_eq!(row.sides_revision, row.revision as i64);
     assert!(!store.dirty_battles(100).await.unwrap().contains(&id));
+}
+
+/// One killmail per batch (live) queues ship history instead of writing it; battles, pilots,
+/// sides and a pilot's ships must still equal those of the same killmails in one backlog batch,
+/// before and after the queue moves, and a merge over queued killmails keeps every pilot.
+async fn live_batches_queue_ship_history_and_match_a_backlog(db: Database) {
+    let events = enriched(&fixture("uw9b-f"));
+    let reference_dir = bs_testkit::temp_dir();
+    let reference = battles_in(reference_dir.path(), EngineSettings::default()).await;
+    reference.ingest(&events).await.unwrap();
+    reference.refresh().await.unwrap();
+
+    let live = battles_on(db, EngineSettings::default()).await;
+    for e in &events {
+        live.ingest(std::slice::from_ref(e)).await.unwrap();
+    }
+    live.refresh().await.unwrap();
+    let q = BattleQuery {
+        limit: 500,
+        ..BattleQuery::default()
+    };
+    let summary = |rows: Vec<bs_battle::store::BattleRow>| {
+        rows.into_iter()
+            .map(|r| (r.battle_id, r.total_kills, r.pilots, r.system_ids, r.sides))
+            .collect::<Vec<_>>()
+    };
+    let expected = summary(reference.store().battles(&q).await.unwrap().0);
+    assert_eq!(summary(live.store().battles(&q).await.unwrap().0), expected);
+
+    let big = reference.store().kills_of(expected[0].0).await.unwrap();
+    let pilot = big.iter().find_map(|k| k.kill.victim.character_id).unwrap();
+    let ships = reference.store().ship_history(pilot, 100).await.unwrap();
+    assert!(!ships.is_empty());
+    assert_eq!(live.store().ship_history(pilot, 100).await.unwrap(), ships);
+
+    let mut moved = 0;
+    loop {
+        let n = live.store().move_ship_history(50).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        moved += n;
+    }
+    assert!(moved > 0, "live batches queued their ship history");
+    assert_eq!(live.store().ship_history(pilot, 100).await.unwrap(), ships);
+
+    // A new killmail queued by a live batch (no battle yet), then a battle carved from it and
+    // four others and merged back: its pilot must come from the queue, moved first.
+    let store = live.store();
+    let mut late = big[0].clone();
+    late.kill.killmail_id = big.iter().map(|k| k.kill.killmail_id).max().unwrap() + 1;
+    late.kill.victim.character_id = Some(2_999_999_999);
+    store
+        .apply(&ChangeSet {
+            kills: vec![late.clone()],
+            now_ms: 5,
+            ..ChangeSet::default()
+        })
+        .await
+        .unwrap();
+    let id = expected[0].0;
+    let mut carved: Vec<u64> = big
+        .iter()
+        .rev()
+        .take(4)
+        .map(|k| k.kill.killmail_id)
+        .collect();
+    carved.push(late.kill.killmail_id);
+    let pilots_of = |kills: &[&bs_battle::domain::StoredKill]| {
+        let mut p = std::collections::BTreeSet::new();
+        for k in kills {
+            p.extend(k.kill.victim.character_id);
+            p.extend(
+                k.kill
+                    .attackers
+                    .iter()
+                    .filter(|a| !a.is_npc)
+                    .filter_map(|a| a.character_id),
+            );
+        }
+        p.len() as u32
+    };
+    let mut carved_kills: Vec<&bs_battle::domain::StoredKill> = big.iter().rev().take(4).collect();
+    carved_kills.push(&late);
+    for (n, ops) in [
+        vec![
+            BattleOp::Create {
+                battle_id: carved[0],
+            },
+            BattleOp::AddKills {
+                battle_id: carved[0],
+                killmail_ids: carved.clone(),
+            },
+        ],
+        vec![BattleOp::Merge {
+            survivor: id,
+            absorbed: carved[0],
+        }],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .apply(&ChangeSet {
+                ops,
+                now_ms: 6,
+                ..ChangeSet::default()
+            })
+            .await
+            .unwrap();
+        if n == 0 {
+            let row = store.row(carved[0]).await.unwrap().unwrap();
+            assert_eq!(
+                row.pilots,
+                pilots_of(&carved_kills),
+                "the queued pilot counts"
+            );
+        }
+    }
+    let Lookup::Found(row) = store.battle(id).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (row.total_kills, row.pilots),
+        (expected[0].1 + 1, expected[0].2 + 1)
+    );
+    assert_eq!(
+        store.move_ship_history(50).await.unwrap(),
+        0,
+        "moved inline"
+    );
 }
