@@ -566,7 +566,15 @@ impl IngestionStore for SqlIngestionStore {
                             raw: crate::domain::validate::truncate(&k.raw_data, 4096).to_owned(),
                         });
                     }
-                    Some((_, content)) if batch.upsert && *content != k.content_hash => {
+                    Some((_, content))
+                        if batch.upsert
+                            && !crate::pipeline::same_content(
+                                content,
+                                &k.raw_data,
+                                k.zkb_json.as_deref(),
+                                &k.content_hash,
+                            ) =>
+                    {
                         sqlx::query(
                             "UPDATE killmail_events SET raw_data = $1, zkb = $2, isk_value = $3, content_hash = $4, updated_at = $5, \
                              r2z2_sequence = COALESCE($6, r2z2_sequence) WHERE killmail_id = $7",
