@@ -29,12 +29,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use client::{ClientError, ServiceClient, ServiceDirectory, ServiceResponse};
-
-/// Every process that runs a service allocates through mimalloc: the pipeline allocates and
-/// frees small buffers per killmail (parsed bodies, JSON, compressed frames), and glibc's
-/// malloc/free took 14–19 % of the import and enrichment profiles (docs/BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use consume::{ConsumerOptions, run_consumer};
 
 /// The source of "now". Domain logic takes time as a parameter; services read
