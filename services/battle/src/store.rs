@@ -350,6 +350,33 @@ const fn max_rows(cols: usize) -> usize {
 /// Ids per IN list.
 const IN_LIST: usize = 1024;
 
+/// A query being built, bound value by value.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// `{head} VALUES (…), (…) {tail}` for every row, in statements of about 4,000 parameters
+/// (see [`chunked`]); `bind` binds one row's `cols` values in column order.
+async fn insert_values<'r, T: Sync>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    (head, tail): (&str, &str),
+    cols: usize,
+    rows: &'r [T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'r T) -> AnyQuery<'q>,
+) -> StoreResult<()> {
+    for part in chunked(rows, max_rows(cols)) {
+        let sql = format!(
+            "{head} VALUES {} {tail}",
+            Ph::new(backend).values(part.len(), cols)
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for row in part {
+            q = bind(q, row);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 fn i(x: u64) -> i64 {
     i64::try_from(x).unwrap_or(i64::MAX)
 }
@@ -535,18 +562,18 @@ async fn upsert_names(
         .map(|(k, (_, _, name))| (k, name, name_hash(name)))
         .filter(|(k, _, h)| known.get(k) != Some(h))
         .collect();
-    for chunk in chunked(&rows, max_rows(3)) {
-        let mut ph = Ph::new(backend);
-        let sql = format!(
-            "INSERT INTO names (kind, id, name) VALUES {} ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name WHERE names.name <> excluded.name",
-            ph.values(chunk.len(), 3)
-        );
-        let mut q = sqlx::query(dynamic_sql(sql));
-        for ((kind, id), name, _) in chunk {
-            q = q.bind(*kind).bind(*id).bind(*name);
-        }
-        q.execute(&mut *conn).await?;
-    }
+    insert_values(
+        conn,
+        backend,
+        (
+            "INSERT INTO names (kind, id, name)",
+            "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name WHERE names.name <> excluded.name",
+        ),
+        3,
+        &rows,
+        |q, ((kind, id), name, _)| q.bind(*kind).bind(*id).bind(*name),
+    )
+    .await?;
     Ok(rows.into_iter().map(|(k, _, h)| (k, h)).collect())
 }
 
@@ -645,18 +672,18 @@ async fn add_participants(
         }
     }
     let pilots: Vec<_> = pilots.into_iter().collect();
-    for part in chunked(&pilots, max_rows(4)) {
-        let mut ph = Ph::new(backend);
-        let sql = format!(
-            "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) VALUES {} {PARTICIPANT_MIN}",
-            ph.values(part.len(), 4)
-        );
-        let mut q = sqlx::query(dynamic_sql(sql));
-        for (ch, (corp, all)) in part {
-            q = q.bind(i(battle)).bind(*ch).bind(*corp).bind(*all);
-        }
-        q.execute(&mut *conn).await?;
-    }
+    insert_values(
+        conn,
+        backend,
+        (
+            "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id)",
+            PARTICIPANT_MIN,
+        ),
+        4,
+        &pilots,
+        |q, (ch, (corp, all))| q.bind(i(battle)).bind(*ch).bind(*corp).bind(*all),
+    )
+    .await?;
     if stored.is_empty() {
         return Ok(());
     }
@@ -974,14 +1001,12 @@ impl BattleStore for SqlBattleStore {
         let mut touched = Touched::default();
         // A backlog's batch (or a long queue) moves the queue and writes its history directly;
         // a live one queues it (see `history`).
-        let mut moved = if changes.kills.len() >= history::INLINE_MIN_KILLS
+        let mut moved = Moved::default();
+        if changes.kills.len() >= history::INLINE_MIN_KILLS
             || self.queued.load(Ordering::Relaxed) >= history::QUEUE_CAP
         {
-            history::move_queued(&mut tx, backend, usize::MAX).await?;
-            Moved::already()
-        } else {
-            Moved::default()
-        };
+            moved.ensure(&mut tx, backend).await?;
+        }
         let written =
             upsert_kills(&mut tx, backend, &changes.kills, &mut touched, &mut moved).await?;
         let names = {

@@ -24,7 +24,7 @@ use bs_clustering::ClusterKill;
 use bs_store::sqlx::{self, AnyConnection, Row};
 use bs_store::{Backend, StoreResult, dynamic_sql};
 
-use super::{Ph, StoredKill, chunked, i, max_rows};
+use super::{Ph, StoredKill, chunked, i, insert_values};
 
 /// Batches of at least this many killmails write their history inline (and move the queue).
 pub(super) const INLINE_MIN_KILLS: usize = 64;
@@ -144,28 +144,27 @@ impl Rows {
     /// Inserts the rows (sorted by the table's key, so neighbouring inserts share pages).
     pub async fn write(self, conn: &mut AnyConnection, backend: Backend) -> StoreResult<()> {
         let rows: Vec<_> = self.0.into_iter().collect();
-        for part in chunked(&rows, max_rows(8)) {
-            let mut ph = Ph::new(backend);
-            let sql = format!(
-                "INSERT INTO pilot_ship_history (character_id, killmail_id, ship_type_id, time_ms, system_id, lost, corporation_id, alliance_id) VALUES {} \
-                 ON CONFLICT (character_id, killmail_id, ship_type_id) DO NOTHING",
-                ph.values(part.len(), 8)
-            );
-            let mut q = sqlx::query(dynamic_sql(sql));
-            for ((ch, km, ship), (t, sys, l)) in part {
-                q = q
-                    .bind(*ch)
+        insert_values(
+            conn,
+            backend,
+            (
+                "INSERT INTO pilot_ship_history (character_id, killmail_id, ship_type_id, time_ms, system_id, lost, corporation_id, alliance_id)",
+                "ON CONFLICT (character_id, killmail_id, ship_type_id) DO NOTHING",
+            ),
+            8,
+            &rows,
+            |q, ((ch, km, ship), (t, sys, l))| {
+                q.bind(*ch)
                     .bind(*km)
                     .bind(*ship)
                     .bind(*t)
                     .bind(*sys)
                     .bind(i64::from(l.lost))
                     .bind(l.corporation_id)
-                    .bind(l.alliance_id);
-            }
-            q.execute(&mut *conn).await?;
-        }
-        Ok(())
+                    .bind(l.alliance_id)
+            },
+        )
+        .await
     }
 }
 
@@ -176,24 +175,23 @@ pub(super) async fn queue(
     backend: Backend,
     kills: &[&StoredKill],
 ) -> StoreResult<()> {
-    for part in chunked(kills, max_rows(4)) {
-        let mut ph = Ph::new(backend);
-        let sql = format!(
-            "INSERT INTO ship_history_queue (killmail_id, time_ms, system_id, lines) VALUES {} \
-             ON CONFLICT (killmail_id) DO NOTHING",
-            ph.values(part.len(), 4)
-        );
-        let mut q = sqlx::query(dynamic_sql(sql));
-        for k in part {
-            q = q
-                .bind(i(k.kill.killmail_id))
+    insert_values(
+        conn,
+        backend,
+        (
+            "INSERT INTO ship_history_queue (killmail_id, time_ms, system_id, lines)",
+            "ON CONFLICT (killmail_id) DO NOTHING",
+        ),
+        4,
+        kills,
+        |q, k| {
+            q.bind(i(k.kill.killmail_id))
                 .bind(k.kill.time_ms)
                 .bind(i64::from(k.kill.system_id))
-                .bind(encode(&lines(&k.kill)));
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+                .bind(encode(&lines(&k.kill)))
+        },
+    )
+    .await
 }
 
 /// A queued killmail as read back.
@@ -277,14 +275,6 @@ pub(super) struct Moved {
 }
 
 impl Moved {
-    /// A transaction whose batch wrote its lines directly and moved the queue already.
-    pub fn already() -> Self {
-        Self {
-            done: true,
-            queued: 0,
-        }
-    }
-
     pub fn is_done(&self) -> bool {
         self.done
     }
