@@ -6,7 +6,8 @@
 #   * Prometheus configs and rules (promtool),
 #   * Grafana dashboards: valid JSON, and every battlescope_* metric in a PromQL query
 #     (dashboards and rules) is exported by a live `battlescope demo` or declared in code,
-#   * `make -n k8s-deploy` / `make -n k8s-init` print the documented steps.
+#   * `make -n k8s-deploy` / `make -n k8s-init` print the documented steps,
+#   * docs/ops/configuration.md is what `make docs` generates from `battlescope config`.
 # Fails loudly on the first problem. Uses target/debug/battlescope (built by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,10 @@ K8S_VERSION="${K8S_VERSION:-1.30.0}"
 fail() { echo "check-infra: FAIL: $*" >&2; exit 1; }
 step() { echo "check-infra: $*" >&2; }
 [ -x "$BIN" ] || fail "$BIN not built (run cargo build -p battlescope first)"
+
+step "configuration reference"
+"$BIN" config | python3 docs/ops/gen-configuration.py | diff -u docs/ops/configuration.md - >&2 \
+  || fail "docs/ops/configuration.md is stale: run make docs"
 
 step "kubernetes manifests"
 if ! command -v kubernetes-validate >/dev/null; then

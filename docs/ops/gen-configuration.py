@@ -53,4 +53,15 @@ for s in order:
         esc = lambda t: t.replace("|", "\\|")
         out.append(f"| `{esc(key)}` | `{esc(default)}` | {envs} | {esc(doc)} |")
     out.append("")
-print("\n".join(out))
+out += [
+    "## Process environment (not configuration keys)",
+    "",
+    "| variable | meaning |",
+    "|---|---|",
+    "| `BATTLESCOPE_MALLOC_TUNING=off` | Do not re-execute with the glibc allocator tunables "
+    "(`apps/battlescope/src/malloc.rs`: 2 arenas, fixed 64 KiB mmap and trim thresholds). They are "
+    "also skipped when `GLIBC_TUNABLES` or `MALLOC_ARENA_MAX` is set; the container image sets "
+    "`GLIBC_TUNABLES` itself. |",
+    "",
+]
+print("\n".join(out).rstrip("\n"))

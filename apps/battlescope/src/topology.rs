@@ -33,8 +33,14 @@ pub(crate) async fn context(config: Config, offline: bool) -> anyhow::Result<Ser
         BusKind::Embedded => BusConfig::embedded(config.data_dir.clone()),
         BusKind::Kafka => {
             let mut c = BusConfig::kafka(config.bus.brokers.clone(), "battlescope");
-            if let bs_bus::BusKind::Kafka { partitions, .. } = &mut c.kind {
+            if let bs_bus::BusKind::Kafka {
+                partitions,
+                idempotent,
+                ..
+            } = &mut c.kind
+            {
                 *partitions = config.bus.partitions;
+                *idempotent = config.bus.idempotent_producer;
             }
             c
         }

@@ -70,6 +70,15 @@ pub struct KafkaConfig {
     pub fetch_wait: Duration,
     /// `linger.ms`: how long the producer waits to fill a request.
     pub linger: Duration,
+    /// `enable.idempotence` (default true): the broker drops a retried batch it already
+    /// wrote, so a retry never duplicates a record, with up to 5 requests in flight.
+    /// Off, the producer keeps one request in flight per connection (per-key order
+    /// survives a retry) and a retry may write a record twice, which idempotent
+    /// consumers absorb. Off is for brokers whose idempotence loses data: Tansu 0.6
+    /// advances a producer's sequence before it writes the batch, so a batch in
+    /// flight when it is killed is answered "duplicate" (= acknowledged) on the retry
+    /// and never written (the `broker_restart` test shows it).
+    pub idempotent: bool,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`,
     /// `sasl.*`). They are applied first, so they cannot override the settings
     /// set here (idempotence, `acks`, manual commits, offsets reset), on which
@@ -88,6 +97,7 @@ impl KafkaConfig {
             request_timeout: Duration::from_secs(30),
             fetch_wait: Duration::from_millis(100),
             linger: Duration::from_millis(5),
+            idempotent: true,
             extra: Vec::new(),
         }
     }
@@ -130,9 +140,15 @@ impl KafkaBus {
                 "kafka partitions and replication must be at least 1".into(),
             ));
         }
-        let producer: FutureProducer = config
-            .client_config()
-            .set("enable.idempotence", "true")
+        let mut producer_config = config.client_config();
+        if config.idempotent {
+            producer_config.set("enable.idempotence", "true");
+        } else {
+            producer_config
+                .set("enable.idempotence", "false")
+                .set("max.in.flight.requests.per.connection", "1");
+        }
+        let producer: FutureProducer = producer_config
             .set("acks", "all")
             // A short linger lets a `publish` of many records go out in few requests.
             .set("linger.ms", millis(config.linger))

@@ -96,6 +96,8 @@ pub enum BusKind {
         /// Partitions of topics created by `ensure_topics`.
         partitions: i32,
         client_id: String,
+        /// An idempotent producer (see `kafka::KafkaConfig::idempotent`).
+        idempotent: bool,
     },
 }
 
@@ -117,6 +119,7 @@ impl BusConfig {
                 brokers: brokers.into(),
                 partitions: 3,
                 client_id: client_id.into(),
+                idempotent: true,
             },
         }
     }
@@ -138,10 +141,12 @@ pub async fn connect(config: &BusConfig) -> BusResult<Arc<dyn EventBus>> {
             brokers,
             partitions,
             client_id,
+            idempotent,
         } => {
             let mut cfg = kafka::KafkaConfig::new(brokers.clone());
             cfg.partitions = *partitions;
             cfg.client_id = client_id.clone();
+            cfg.idempotent = *idempotent;
             Ok(Arc::new(kafka::KafkaBus::new(cfg)?))
         }
         #[cfg(not(feature = "kafka"))]

@@ -5,8 +5,11 @@
 //! case for each implementation (`embedded_suite`, and `kafka_suite` behind the
 //! `kafka` feature, which runs against `BATTLESCOPE_TEST_KAFKA`). `kill9` also
 //! holds the child-process side of the crash test, started by re-executing this
-//! binary.
+//! binary. `broker_restart` kills the Kafka broker itself (Tansu on S3 storage)
+//! under a running publisher.
 
+#[cfg(feature = "kafka")]
+mod broker_restart;
 mod conformance;
 mod embedded;
 mod harness;

@@ -155,6 +155,10 @@ pub struct BusConfig {
     pub brokers: String,
     /// Partitions per topic created by BattleScope on Kafka.
     pub partitions: i32,
+    /// Kafka's idempotent producer (true: a retried batch is never written twice).
+    /// Turn off only for a broker whose idempotence loses acknowledged records on a
+    /// crash (Tansu 0.6); consumers are idempotent, so a duplicate is harmless.
+    pub idempotent_producer: bool,
 }
 
 impl Default for BusConfig {
@@ -163,6 +167,7 @@ impl Default for BusConfig {
             kind: BusKind::Embedded,
             brokers: "127.0.0.1:9092".into(),
             partitions: 3,
+            idempotent_producer: true,
         }
     }
 }

@@ -3,7 +3,10 @@
 //! [`engine`] decides whether a conformance suite runs against a real engine
 //! (PostgreSQL, Redis, Kafka/Tansu, Typesense). Locally a missing engine skips
 //! with a printed notice; under `CI=true` it fails the test, so CI can never
-//! pass by silently skipping an engine.
+//! pass by silently skipping an engine. [`broker`] runs a Kafka-protocol broker a
+//! test can `kill -9` and restart.
+
+pub mod broker;
 
 /// Environment variables naming the engines tests may use.
 pub const POSTGRES: &str = "BATTLESCOPE_TEST_POSTGRES";

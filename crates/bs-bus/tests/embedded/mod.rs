@@ -243,6 +243,7 @@ async fn connect_picks_the_implementation_from_config() {
             brokers: "127.0.0.1:1".into(),
             partitions: 3,
             client_id: "test".into(),
+            idempotent: true,
         },
     };
     let result = connect(&kafka).await;
