@@ -25,7 +25,10 @@
 //!
 //! Tansu quirks (measured, see the rust-stack notes §4): a new group member
 //! takes ~4–5 s to join, and `ListOffsets(latest)` is wrong for multi-record
-//! batches, so nothing here relies on it (new groups use `earliest`).
+//! batches, so nothing here relies on it (new groups use `earliest`). Its idempotent
+//! producer support loses the batch in flight when the broker is killed (the sequence is
+//! stored before the batch), so deployments on Tansu set `bus.idempotent_producer =
+//! false` ([`KafkaConfig::idempotent`]).
 
 use std::sync::Arc;
 use std::time::Duration;
