@@ -112,9 +112,9 @@ impl Database {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        tokio::spawn(checkpointer(pool.clone()));
+        tokio::spawn(checkpointer(pool.clone(), options));
         Ok(Self {
             pool,
             backend: Backend::Sqlite,
@@ -214,20 +214,35 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// checkpoint SQLite would run (WAL synced before the copy, database synced after),
 /// and the writer's own auto-checkpoint (at 4000 pages) still bounds the WAL if this
 /// falls behind. A PASSIVE checkpoint never waits for readers or writers.
-async fn checkpointer(pool: AnyPool) {
+///
+/// The connection is its own, outside the pool: one borrowed from the pool found none
+/// idle while a writer committed back to back (the pool opens connections on demand, so
+/// a lone writer's is the only one), and then the writer did every checkpoint itself.
+/// A writer that never pauses still reaches the 4000 pages now and then (the WAL
+/// restarts only after a checkpoint that no commit overlapped), but between those the
+/// copying happens here.
+async fn checkpointer(pool: AnyPool, options: AnyConnectOptions) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn = None;
     loop {
         tick.tick().await;
         if pool.is_closed() {
             return;
         }
-        // Only when a connection is free: a busy pool means writers need them more.
-        let Some(mut conn) = pool.try_acquire() else {
-            continue;
-        };
-        if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-            tracing::debug!(error = %e, "background checkpoint failed; retrying");
+        if conn.is_none() {
+            match options.connect().await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::debug!(error = %e, "checkpointer cannot connect; retrying");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(e) = c.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::debug!(error = %e, "background checkpoint failed; reconnecting");
+            conn = None;
         }
     }
 }

@@ -354,3 +354,40 @@ async fn sqlite_connections_get_the_embedded_page_cache_size() {
     }
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_checkpointer_runs_while_the_writer_holds_every_pool_connection() {
+    // A lone writer holding the pool's only connection (a live battle's stream of
+    // single-killmail transactions keeps it busy). The checkpointer must still copy the
+    // WAL into the database file, on a connection of its own, long before the writer's
+    // own auto-checkpoint at 4000 pages would do it inside a commit.
+    let dir = bs_testkit::temp_dir();
+    let path = dir.path().join("wal.db");
+    let db = Database::open(&StoreTarget::Sqlite(path.clone()), 1)
+        .await
+        .unwrap();
+    let mut conn = db.pool().acquire().await.unwrap();
+    sqlx::query("CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    // ≈ 5 pages a commit, 400 commits: ≈ 2,000 WAL pages, half the auto-checkpoint.
+    let body = vec![7u8; 16 * 1024];
+    for id in 0..400i64 {
+        sqlx::query("INSERT INTO blobs (id, body) VALUES (?, ?)")
+            .bind(id)
+            .bind(&body)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    // A few checkpointer ticks, the connection still held.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let copied = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        copied > 4 << 20,
+        "the database file holds {copied} bytes of the ≈ 6.5 MB committed: no background checkpoint ran"
+    );
+    drop(conn);
+    db.close().await;
+}
