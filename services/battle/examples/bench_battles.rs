@@ -298,7 +298,7 @@ async fn main() {
         pct(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
-    samples.sort_by(|a, b| b.0.cmp(&a.0));
+    samples.sort_by_key(|s| std::cmp::Reverse(s.0));
     let tail: Vec<String> = samples
         .iter()
         .take(lat.len() / 100 + 1)
