@@ -128,6 +128,17 @@ pub fn common_env(receiver_port: u16) -> Vec<(String, String)> {
             format!("127.0.0.1:{receiver_port}"),
         ),
         ("BATTLESCOPE_NOTIFY_MAX_AGE", "100000days".to_owned()),
+        // The 2021 data is past the default retention; the daily run (02:00–04:00 UTC) would
+        // delete it mid-test.
+        (
+            "BATTLESCOPE_LIFECYCLE__RAW_KILLMAILS_MONTHS",
+            "0".to_owned(),
+        ),
+        (
+            "BATTLESCOPE_LIFECYCLE__ENRICHED_KILLMAILS_MONTHS",
+            "0".to_owned(),
+        ),
+        ("BATTLESCOPE_LIFECYCLE__BATTLES_MONTHS", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

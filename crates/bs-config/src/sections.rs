@@ -550,6 +550,18 @@ impl Default for LifecycleConfig {
 }
 
 impl LifecycleConfig {
+    /// Turns every retention rule off (0 = keep forever). For tests that replay the recorded
+    /// 2021 week under the wall clock: the default 60 months have passed for it, so a service
+    /// started in the daily retention window (02:00–04:00 UTC) would delete it mid-test.
+    /// (The offline demo schedules no retention at all.)
+    pub fn keep_forever(&mut self) {
+        self.raw_killmails_months = 0;
+        self.enriched_killmails_months = 0;
+        self.battles_months = 0;
+        self.notification_history_months = 0;
+        self.audit_log_days = 0;
+    }
+
     /// `verify_at` as minutes after midnight UTC.
     pub fn verify_minute(&self) -> Result<u32, String> {
         parse_hhmm(&self.verify_at).map_err(|e| format!("lifecycle.verify_at: {e}"))

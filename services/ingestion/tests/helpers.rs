@@ -59,6 +59,9 @@ pub fn config(dir: &Path, zkb_url: &str, esi_url: &str) -> Config {
     // The daily verification would query the fake history for the last closed days of the
     // wall clock; tests of other sources must not see those requests.
     c.lifecycle.verify = false;
+    // The recorded killmails are from 2021, past the default retention: a test running in the
+    // daily retention window (02:00–04:00 UTC) would see them deleted mid-test.
+    c.lifecycle.keep_forever();
     c
 }
 
