@@ -266,6 +266,8 @@ async fn retention_deletes_only_what_is_due_in_batches_and_announces_it() {
     let dir = bs_testkit::temp_dir();
     let mut cfg = config(dir.path(), "http://127.0.0.1:9", "http://127.0.0.1:9");
     cfg.ingestion.live = false;
+    // The rule under test at its default (the shared test config keeps everything).
+    cfg.lifecycle.raw_killmails_months = bs_config::LifecycleConfig::default().raw_killmails_months;
     // 60 months after 2021-11-30T00:00: the cutoff falls between the two days.
     let clock = Arc::new(FixedClock("2026-11-30T00:00:00Z".parse().unwrap()));
     let ctx = bs_ingestion::open(&cfg, clock).await.unwrap();
