@@ -45,9 +45,7 @@ const PILOT: i64 = 2_112_000_001;
 const DEADLINE: Duration = Duration::from_secs(240);
 
 fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+    bs_testkit::broker::tail(path, 30)
 }
 
 /// Sends a signal with `kill`; `-9` gives the process no chance to clean up.

@@ -57,6 +57,19 @@ pub struct Database {
     label: Arc<str>,
     /// Wakes the outbox relay as soon as a transaction enqueued events.
     pub(crate) outbox_signal: Arc<Notify>,
+    /// SQLite's background checkpointer, stopped with the last clone or by `close` (it
+    /// holds a connection of its own, which must not outlive the database's users).
+    checkpointer: Option<Arc<AbortOnDrop>>,
+}
+
+/// A task aborted when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Database {
@@ -114,12 +127,13 @@ impl Database {
             })
             .connect_with(options.clone())
             .await?;
-        tokio::spawn(checkpointer(pool.clone(), options));
+        let checkpointer = tokio::spawn(checkpointer(pool.clone(), options));
         Ok(Self {
             pool,
             backend: Backend::Sqlite,
             label: path.display().to_string().into(),
             outbox_signal: Arc::new(Notify::new()),
+            checkpointer: Some(Arc::new(AbortOnDrop(checkpointer))),
         })
     }
 
@@ -161,6 +175,7 @@ impl Database {
             backend: Backend::Postgres,
             label: database.into(),
             outbox_signal: Arc::new(Notify::new()),
+            checkpointer: None,
         })
     }
 
@@ -197,6 +212,9 @@ impl Database {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.0.abort();
+        }
         self.pool.close().await;
     }
 }
