@@ -31,6 +31,10 @@ const CLIENT_SECRET: &str = "bff-notify-secret-not-real";
 /// A system of the bundled static data (Jita) and another one (Amarr).
 const JITA: i64 = 30_000_142;
 const AMARR: i64 = 30_002_187;
+/// Systems no other test publishes kills in: the form test counts its own notifications, and
+/// the world (with its subscription matcher) is shared by every test of this module.
+const DODIXIE: i64 = 30_002_659;
+const RENS: i64 = 30_002_510;
 
 /// One webhook request as the receiver saw it.
 #[derive(Clone, Debug)]
@@ -534,7 +538,7 @@ async fn the_page_and_its_forms_work_without_javascript() {
         form(&[
             ("csrf_token", &csrf),
             ("name", "carol hubs"),
-            ("systems", &format!("{JITA}, {AMARR}")),
+            ("systems", &format!("{DODIXIE}, {RENS}")),
         ]),
     )
     .await;
@@ -550,8 +554,8 @@ async fn the_page_and_its_forms_work_without_javascript() {
         ("characters", "95000001, 95000003"),
         ("alliances", "99000001"),
         ("role", "victim"),
-        ("systems", &format!("{JITA}")),
-        ("near_system", &format!("{AMARR}")),
+        ("systems", &format!("{DODIXIE}")),
+        ("near_system", &format!("{RENS}")),
         ("jumps", "2"),
         ("ship_class", "frigate"),
         ("ship_class", "cruiser"),
@@ -607,8 +611,8 @@ async fn the_page_and_its_forms_work_without_javascript() {
                 { "type": "alliance", "ids": [99000001], "role": "victim" },
             ] },
             { "type": "or", "of": [
-                { "type": "system", "ids": [JITA] },
-                { "type": "within_jumps", "system_id": AMARR, "jumps": 2 },
+                { "type": "system", "ids": [DODIXIE] },
+                { "type": "within_jumps", "system_id": RENS, "jumps": 2 },
             ] },
             { "type": "ship_class", "classes": ["frigate", "cruiser"], "role": "victim" },
             { "type": "min_isk", "isk": 1000000.0 },
@@ -657,7 +661,7 @@ async fn the_page_and_its_forms_work_without_javascript() {
             ("csrf_token", &csrf),
             ("name", "carol renamed"),
             ("enabled", "1"),
-            ("systems", &format!("{AMARR}")),
+            ("systems", &format!("{RENS}")),
         ]),
     )
     .await;
@@ -675,7 +679,7 @@ async fn the_page_and_its_forms_work_without_javascript() {
     )
     .await;
     assert_eq!(got["name"], "carol renamed");
-    assert_eq!(got["filter"], json!({ "type": "system", "ids": [AMARR] }));
+    assert_eq!(got["filter"], json!({ "type": "system", "ids": [RENS] }));
     assert_eq!(got["websocket"], false);
     assert!(got["webhooks"].as_array().unwrap().is_empty());
     // A bad field comes back as a notice, nothing saved.
