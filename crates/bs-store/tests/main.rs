@@ -360,7 +360,7 @@ async fn the_background_checkpointer_runs_while_the_writer_holds_every_pool_conn
     // A lone writer holding the pool's only connection (a live battle's stream of
     // single-killmail transactions keeps it busy). The checkpointer must still copy the
     // WAL into the database file, on a connection of its own, long before the writer's
-    // own auto-checkpoint at 4000 pages would do it inside a commit.
+    // own auto-checkpoint (at 16384 pages) would do it inside a commit.
     let dir = bs_testkit::temp_dir();
     let path = dir.path().join("wal.db");
     let db = Database::open(&StoreTarget::Sqlite(path.clone()), 1)
@@ -371,7 +371,7 @@ async fn the_background_checkpointer_runs_while_the_writer_holds_every_pool_conn
         .execute(&mut *conn)
         .await
         .unwrap();
-    // ≈ 5 pages a commit, 400 commits: ≈ 2,000 WAL pages, half the auto-checkpoint.
+    // ≈ 5 pages a commit, 400 commits: ≈ 2,000 WAL pages, far below the auto-checkpoint.
     let body = vec![7u8; 16 * 1024];
     for id in 0..400i64 {
         sqlx::query("INSERT INTO blobs (id, body) VALUES (?, ?)")
