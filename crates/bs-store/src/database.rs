@@ -239,11 +239,12 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 /// doubling up to [`CHECKPOINT_IDLE`] while it does not.
 ///
 /// Why so often: a checkpoint's cost to the writer grows with what it copies. Measured on
-/// the live battle bench (1,000 single-killmail commits, disk, 2 cores): every 200 ms gave
-/// p99 6.6–6.9 ms (each checkpoint copies and fsyncs 200 ms of writes, and the writer's
-/// appends queue behind that IO), every 50 ms 3.1–3.5 ms, every 20 ms 2.7 ms; none at all
-/// 2.8 ms but a 28–33 ms stall when the WAL bound is reached. Backing off while idle keeps
-/// an idle installation from waking each database 50 times a second.
+/// the live battle bench (1,000 single-killmail commits, disk, 2 cores; docs/BENCHMARKS.md,
+/// session 7) with a fixed pace: every 200 ms gave p99 6.6–6.9 ms (each checkpoint copies
+/// and fsyncs 200 ms of writes, and the writer's appends queue behind that IO), every 50 ms
+/// 3.1–3.5 ms, every 20 ms 2.7 ms; no background checkpoint 2.8 ms, but with 28–33 ms
+/// outliers. This pace, with its idle back-off, measured 3.1–4.6 ms over four runs. Backing
+/// off keeps an idle installation from waking each database 50 times a second.
 const CHECKPOINT_BUSY: Duration = Duration::from_millis(20);
 const CHECKPOINT_IDLE: Duration = Duration::from_millis(320);
 
