@@ -57,6 +57,8 @@ pub struct Database {
     label: Arc<str>,
     /// Wakes the outbox relay as soon as a transaction enqueued events.
     pub(crate) outbox_signal: Arc<Notify>,
+    /// How the relay expands events enqueued by reference, by topic.
+    pub(crate) outbox_expanders: Arc<crate::outbox::Expanders>,
     /// SQLite's background checkpointer, stopped with the last clone or by `close` (it
     /// holds a connection of its own, which must not outlive the database's users).
     checkpointer: Option<Arc<AbortOnDrop>>,
@@ -134,6 +136,7 @@ impl Database {
             backend: Backend::Sqlite,
             label: path.display().to_string().into(),
             outbox_signal: Arc::new(Notify::new()),
+            outbox_expanders: Arc::default(),
             checkpointer: Some(Arc::new(AbortOnDrop(checkpointer))),
         })
     }
@@ -176,6 +179,7 @@ impl Database {
             backend: Backend::Postgres,
             label: database.into(),
             outbox_signal: Arc::new(Notify::new()),
+            outbox_expanders: Arc::default(),
             checkpointer: None,
         })
     }

@@ -11,9 +11,22 @@
 //! several KB of repetitive JSON, and on SQLite every byte is written twice (WAL,
 //! then checkpoint), so the outbox was a large share of a service's write volume.
 //! The relay publishes the decompressed JSON; nothing on the bus changes.
+//!
+//! A service whose event body is a row it writes anyway in the same transaction
+//! (a stored killmail, an enriched killmail) enqueues the event **by reference**
+//! ([`Payload::Reference`]): the outbox row holds the event id and the row's key,
+//! and the relay assembles the envelope from that row, in its own transaction,
+//! through the [`OutboxExpander`] the service registered for the topic
+//! ([`Database::register_outbox_expander`]). The body is then written and
+//! compressed once instead of twice. A reference whose row is gone by the time the
+//! relay runs (retention removed it) is skipped, logged and counted
+//! (`battlescope_outbox_unresolved_total`): there is nothing left to announce.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use bs_bus::{EventBus, Record};
 use bs_events::Envelope;
@@ -23,8 +36,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{Backend, Database, MigrationSet, StoreError, StoreResult};
 
 /// The outbox table, for every database that publishes.
-pub const MIGRATIONS: MigrationSet =
-    crate::migrations!("outbox", [(1, "outbox"), (2, "outbox_zstd")]);
+pub const MIGRATIONS: MigrationSet = crate::migrations!(
+    "outbox",
+    [(1, "outbox"), (2, "outbox_zstd"), (3, "outbox_ref")]
+);
 
 /// Rows moved per relay iteration.
 const BATCH: i64 = 1000;
@@ -35,17 +50,32 @@ const COMPRESS_FROM: usize = 1024;
 /// zstd level 1: about 3.5× on killmail JSON at several hundred MB/s per core.
 const ZSTD_LEVEL: i32 = 1;
 
-/// Rows per multi-row insert (5 parameters each).
+/// Rows per multi-row insert (6 parameters each).
 const ROWS_PER_INSERT: usize = 200;
 
-/// An event body as stored: JSON text, or zstd-compressed JSON when it is large.
+/// An event as stored: its JSON text, zstd-compressed JSON when it is large, or a
+/// reference to a row of the service's own tables that the relay expands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
     Text(String),
     Zstd(Vec<u8>),
+    /// The event `event_id`, whose payload the topic's [`OutboxExpander`] reads from
+    /// the row named `reference` (a killmail id, say) when the relay publishes it.
+    Reference {
+        event_id: uuid::Uuid,
+        reference: i64,
+    },
 }
 
 impl Payload {
+    /// A new event stored by reference (see the module docs).
+    pub fn reference(reference: i64) -> Self {
+        Self::Reference {
+            event_id: uuid::Uuid::now_v7(),
+            reference,
+        }
+    }
+
     /// Stores `json` compressed when that pays. CPU only, so callers with a spare
     /// core (bulk import) can encode before they take the write lock.
     pub fn encode(json: String) -> Self {
@@ -73,11 +103,14 @@ impl Payload {
         }
     }
 
-    /// The JSON text.
+    /// The JSON text (a reference has none of its own: the relay expands it).
     pub fn decode(&self) -> StoreResult<String> {
         match self {
             Self::Text(s) => Ok(s.clone()),
             Self::Zstd(z) => decompress(z),
+            Self::Reference { reference, .. } => Err(StoreError::Other(format!(
+                "outbox payload: reference {reference} is expanded by the relay"
+            ))),
         }
     }
 
@@ -86,6 +119,7 @@ impl Payload {
         match self {
             Self::Text(s) => s.len(),
             Self::Zstd(z) => z.len(),
+            Self::Reference { .. } => 36 + 8,
         }
     }
 }
@@ -152,33 +186,39 @@ pub async fn enqueue_rows(conn: &mut AnyConnection, rows: &[OutboxRow]) -> Store
     };
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
-            "INSERT INTO outbox (topic, event_key, payload, payload_zstd, created_at) VALUES ",
+            "INSERT INTO outbox (topic, event_key, payload, payload_zstd, payload_ref, created_at) VALUES ",
         );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
-            let b = i * 5;
+            let b = i * 6;
             sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
+                "(${}, ${}, ${}, ${}, ${}, ${})",
                 b + 1,
                 b + 2,
                 b + 3,
                 b + 4,
-                b + 5
+                b + 5,
+                b + 6
             ));
         }
         let mut q = sqlx::query(crate::backend_sql(backend, sql));
         for r in chunk {
-            let (text, blob) = match &r.payload {
-                Payload::Text(s) => (s.clone(), None),
-                Payload::Zstd(z) => (String::new(), Some(z.clone())),
+            let (text, blob, reference) = match &r.payload {
+                Payload::Text(s) => (s.clone(), None, None),
+                Payload::Zstd(z) => (String::new(), Some(z.clone()), None),
+                Payload::Reference {
+                    event_id,
+                    reference,
+                } => (event_id.to_string(), None, Some(*reference)),
             };
             q = q
                 .bind(r.topic.clone())
                 .bind(r.key.clone())
                 .bind(text)
                 .bind(blob)
+                .bind(reference)
                 .bind(r.created_at);
         }
         q.execute(&mut *conn).await?;
@@ -196,36 +236,108 @@ pub fn envelope_json(
     key: &str,
     payload_json: &str,
 ) -> String {
+    envelope_json_with_id(
+        uuid::Uuid::now_v7(),
+        event_type,
+        version,
+        time,
+        key,
+        payload_json,
+    )
+}
+
+/// [`envelope_json`] with a given event id (a reference row keeps the id it was enqueued with).
+pub fn envelope_json_with_id(
+    id: uuid::Uuid,
+    event_type: &str,
+    version: u32,
+    time: chrono::DateTime<chrono::Utc>,
+    key: &str,
+    payload_json: &str,
+) -> String {
     let time = serde_json::to_string(&time).unwrap_or_default();
     let key = serde_json::to_string(key).unwrap_or_default();
     let event_type = serde_json::to_string(event_type).unwrap_or_default();
     format!(
-        "{{\"id\":\"{}\",\"type\":{event_type},\"version\":{version},\"time\":{time},\"key\":{key},\"payload\":{payload_json}}}",
-        uuid::Uuid::now_v7()
+        "{{\"id\":\"{id}\",\"type\":{event_type},\"version\":{version},\"time\":{time},\"key\":{key},\"payload\":{payload_json}}}"
     )
 }
 
 /// Events waiting in the outbox, oldest first, as `(topic, key, JSON)`: for tests and
-/// diagnostics (the relay is what publishes them).
+/// diagnostics (the relay is what publishes them). References are expanded as the relay
+/// would; one whose row is gone is left out.
 pub async fn peek(db: &Database, limit: i64) -> StoreResult<Vec<(String, String, String)>> {
-    let rows: Vec<(String, String, String, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT topic, event_key, payload, payload_zstd FROM outbox ORDER BY id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
-    rows.into_iter()
-        .map(|(topic, key, text, blob)| {
-            let json = match blob {
-                Some(z) => decompress(&z)?,
-                None => text,
-            };
-            Ok((topic, key, json))
-        })
-        .collect()
+    let mut conn = db.pool().acquire().await?;
+    let rows: Vec<RelayRow> = sqlx::query_as(SELECT_ROWS)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for run in topic_runs(&rows) {
+        let payloads = payloads(db, &mut conn, run).await?;
+        for (row, payload) in run.iter().zip(payloads) {
+            if let Some(json) = payload {
+                out.push((row.1.clone(), row.2.clone(), json));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the payloads of events a service enqueued by reference ([`Payload::Reference`]).
+#[async_trait]
+pub trait OutboxExpander: Send + Sync {
+    /// The payload JSON (the envelope's `payload`) and its version for each of
+    /// `references` that still exists, read through `conn`, the relay's transaction.
+    async fn expand(
+        &self,
+        conn: &mut AnyConnection,
+        references: &[i64],
+    ) -> StoreResult<HashMap<i64, Expanded>>;
+}
+
+/// A referenced event's body, as an [`OutboxExpander`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expanded {
+    /// The event's schema version (the envelope's `version`).
+    pub version: u32,
+    /// The event's payload, serialised.
+    pub payload_json: String,
+}
+
+/// The expanders a database's writers registered, by topic.
+#[derive(Default)]
+pub(crate) struct Expanders(std::sync::RwLock<HashMap<String, Arc<dyn OutboxExpander>>>);
+
+impl std::fmt::Debug for Expanders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<String> = self
+            .0
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_tuple("Expanders").field(&topics).finish()
+    }
 }
 
 impl Database {
+    /// Registers how events of `topic` enqueued by reference are expanded. The store that
+    /// writes such rows registers it when it is built, so every relay and [`peek`] on this
+    /// database (and its clones) can publish them.
+    pub fn register_outbox_expander(&self, topic: &str, expander: Arc<dyn OutboxExpander>) {
+        if let Ok(mut m) = self.outbox_expanders.0.write() {
+            m.insert(topic.to_owned(), expander);
+        }
+    }
+
+    fn outbox_expander(&self, topic: &str) -> Option<Arc<dyn OutboxExpander>> {
+        self.outbox_expanders
+            .0
+            .read()
+            .ok()
+            .and_then(|m| m.get(topic).cloned())
+    }
+
     /// Tells the relay that a committed transaction enqueued events. Call after `commit`.
     pub fn outbox_notify(&self) {
         self.outbox_signal.notify_one();
@@ -240,8 +352,88 @@ impl Database {
     }
 }
 
-/// `(id, topic, key, text payload, compressed payload)` as the relay reads them.
-type RelayRow = (i64, String, String, String, Option<Vec<u8>>);
+/// `(id, topic, key, text payload or event id, compressed payload, reference, created at)` as
+/// the relay reads them.
+type RelayRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<i64>,
+    i64,
+);
+
+const SELECT_ROWS: &str = "SELECT id, topic, event_key, payload, payload_zstd, payload_ref, created_at \
+                           FROM outbox ORDER BY id LIMIT $1";
+
+/// Consecutive runs of one topic, in id order: each run is published (and expanded) together.
+fn topic_runs(rows: &[RelayRow]) -> Vec<&[RelayRow]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let topic = &rows[start].1;
+        let end = rows[start..]
+            .iter()
+            .position(|r| &r.1 != topic)
+            .map_or(rows.len(), |p| start + p);
+        runs.push(&rows[start..end]);
+        start = end;
+    }
+    runs
+}
+
+/// The envelope JSON of each row of one topic's run, `None` for a reference whose row is gone.
+async fn payloads(
+    db: &Database,
+    conn: &mut AnyConnection,
+    run: &[RelayRow],
+) -> StoreResult<Vec<Option<String>>> {
+    let Some(topic) = run.first().map(|r| r.1.as_str()) else {
+        return Ok(Vec::new());
+    };
+    let references: Vec<i64> = run.iter().filter_map(|r| r.5).collect();
+    let expanded = if references.is_empty() {
+        HashMap::new()
+    } else {
+        let expander = db.outbox_expander(topic).ok_or_else(|| {
+            // Publishing without it would lose the events: fail, and retry once registered.
+            StoreError::Other(format!("outbox: no expander registered for `{topic}`"))
+        })?;
+        expander.expand(conn, &references).await?
+    };
+    run.iter()
+        .map(|(_, topic, key, text, blob, reference, created_at)| {
+            Ok(match (reference, blob) {
+                (Some(reference), _) => match expanded.get(reference) {
+                    Some(e) => Some(envelope_json_with_id(
+                        uuid::Uuid::parse_str(text).map_err(|e| {
+                            StoreError::Other(format!("outbox: reference event id: {e}"))
+                        })?,
+                        topic,
+                        e.version,
+                        crate::from_millis(*created_at),
+                        key,
+                        &e.payload_json,
+                    )),
+                    None => {
+                        metrics::counter!("battlescope_outbox_unresolved_total", "topic" => topic.clone())
+                            .increment(1);
+                        tracing::warn!(
+                            database = db.label(),
+                            topic = %topic,
+                            reference,
+                            "outbox event refers to a row that no longer exists; skipped"
+                        );
+                        None
+                    }
+                },
+                (None, Some(z)) => Some(decompress(z)?),
+                (None, None) => Some(text.clone()),
+            })
+        })
+        .collect()
+}
 
 /// Moves outbox rows to the bus.
 pub struct OutboxRelay {
@@ -300,43 +492,35 @@ impl OutboxRelay {
                 return Ok(0);
             }
         }
-        let rows: Vec<RelayRow> = sqlx::query_as(
-            "SELECT id, topic, event_key, payload, payload_zstd FROM outbox ORDER BY id LIMIT $1",
-        )
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows: Vec<RelayRow> = sqlx::query_as(SELECT_ROWS)
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
         let Some(last_id) = rows.last().map(|r| r.0) else {
             return Ok(0);
         };
-        // Publish consecutive runs of one topic together, preserving the global id order.
-        let mut start = 0;
-        while start < rows.len() {
-            let topic = &rows[start].1;
-            let end = rows[start..]
+        // Consecutive runs of one topic are published together, preserving the global id order.
+        for run in topic_runs(&rows) {
+            let topic = &run[0].1;
+            let records: Vec<Record> = run
                 .iter()
-                .position(|r| &r.1 != topic)
-                .map_or(rows.len(), |p| start + p);
-            let records = rows[start..end]
-                .iter()
-                .map(|(_, _, key, text, blob)| {
-                    let payload = match blob {
-                        Some(z) => decompress(z)?,
-                        None => text.clone(),
-                    };
-                    Ok(Record {
-                        key: key.clone(),
-                        payload: payload.into_bytes().into(),
+                .zip(payloads(&self.db, &mut tx, run).await?)
+                .filter_map(|(row, payload)| {
+                    payload.map(|json| Record {
+                        key: row.2.clone(),
+                        payload: json.into_bytes().into(),
                     })
                 })
-                .collect::<StoreResult<Vec<Record>>>()?;
+                .collect();
+            if records.is_empty() {
+                continue;
+            }
             self.bus
                 .publish(topic, &records)
                 .await
                 .map_err(|e| crate::StoreError::Other(e.to_string()))?;
             metrics::counter!("battlescope_outbox_published_total", "topic" => topic.clone())
                 .increment(records.len() as u64);
-            start = end;
         }
         sqlx::query("DELETE FROM outbox WHERE id <= $1")
             .bind(last_id)

@@ -336,6 +336,144 @@ async fn outbox_compresses_large_payloads_and_publishes_them_unchanged() {
     }
 }
 
+/// Reads `t.name` as the payload `{"name": …}` of events enqueued by reference to `t.id`.
+struct NameExpander;
+
+#[async_trait]
+impl outbox::OutboxExpander for NameExpander {
+    async fn expand(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        references: &[i64],
+    ) -> bs_store::StoreResult<std::collections::HashMap<i64, outbox::Expanded>> {
+        let mut out = std::collections::HashMap::new();
+        for id in references {
+            let row: Option<(String,)> = sqlx::query_as("SELECT name FROM t WHERE id = $1")
+                .bind(*id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some((name,)) = row {
+                let payload_json = serde_json::json!({ "name": name }).to_string();
+                out.insert(
+                    *id,
+                    outbox::Expanded {
+                        version: 3,
+                        payload_json,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Events enqueued by reference are published as full envelopes built from the row the
+/// relay reads in its transaction, in id order among inline events; the event id and
+/// time are the enqueued ones (a republish repeats them); a row deleted before the relay
+/// ran is skipped, not a failure; without an expander nothing is published or lost.
+#[tokio::test]
+async fn outbox_expands_events_enqueued_by_reference() {
+    for (db, _dir) in databases().await {
+        db.migrate(&[outbox::MIGRATIONS, set(V1)]).await.unwrap();
+        let bus = Arc::new(RecordingBus::default());
+        let relay = outbox::OutboxRelay::new(db.clone(), bus.clone());
+        let time = chrono::DateTime::from_timestamp_millis(1_638_000_000_123).unwrap();
+        let mut tx = db.begin().await.unwrap();
+        for (id, name) in [(1, "Jorund"), (2, "O-IVNH"), (3, "gone")] {
+            sqlx::query("INSERT INTO t (id, name) VALUES ($1, $2)")
+                .bind(id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let by_ref = |id: i64| outbox::OutboxRow {
+            topic: "thing.named".into(),
+            key: id.to_string(),
+            created_at: time.timestamp_millis(),
+            payload: outbox::Payload::reference(id),
+        };
+        let inline = outbox::OutboxRow {
+            topic: "thing.named".into(),
+            key: "9".into(),
+            created_at: time.timestamp_millis(),
+            payload: outbox::Payload::Text(outbox::envelope_json(
+                "thing.named",
+                3,
+                time,
+                "9",
+                r#"{"name":"inline"}"#,
+            )),
+        };
+        let rows = vec![by_ref(1), inline, by_ref(3), by_ref(2)];
+        let ids: Vec<uuid::Uuid> = rows
+            .iter()
+            .filter_map(|r| match r.payload {
+                outbox::Payload::Reference { event_id, .. } => Some(event_id),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            rows[0].payload.decode().is_err(),
+            "a reference has no text of its own"
+        );
+        outbox::enqueue_rows(&mut tx, &rows).await.unwrap();
+        sqlx::query("DELETE FROM t WHERE id = 3")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // No expander yet: the relay fails and keeps every row.
+        assert!(relay.relay_once().await.is_err());
+        assert!(outbox::peek(&db, 10).await.is_err());
+        assert_eq!(db.outbox_pending().await.unwrap(), 4);
+        assert!(bus.published.lock().is_empty());
+
+        db.register_outbox_expander("thing.named", Arc::new(NameExpander));
+        let peeked = outbox::peek(&db, 10).await.unwrap();
+        assert_eq!(peeked.len(), 3);
+        assert_eq!(relay.relay_once().await.unwrap(), 4);
+        assert_eq!(db.outbox_pending().await.unwrap(), 0);
+        let published = bus.published.lock().clone();
+        let envelopes: Vec<bs_events::Envelope> = published
+            .iter()
+            .map(|(_, r)| bs_events::Envelope::from_bytes(&r.payload).unwrap())
+            .collect();
+        let names: Vec<(String, String)> = envelopes
+            .iter()
+            .map(|e| {
+                (
+                    e.key.clone(),
+                    e.payload["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("1".to_owned(), "Jorund".to_owned()),
+                ("9".to_owned(), "inline".to_owned()),
+                ("2".to_owned(), "O-IVNH".to_owned())
+            ]
+        );
+        assert_eq!((envelopes[0].id, envelopes[2].id), (ids[0], ids[2]));
+        for e in &envelopes {
+            assert_eq!(
+                (e.event_type.as_str(), e.version, e.time),
+                ("thing.named", 3, time)
+            );
+        }
+        assert_eq!(
+            peeked.iter().map(|p| p.2.clone()).collect::<Vec<_>>(),
+            published
+                .iter()
+                .map(|(_, r)| String::from_utf8(r.payload.to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 #[tokio::test]
 async fn sqlite_connections_get_the_embedded_page_cache_size() {
     // Nothing in this test binary calls `set_sqlite_cache_kib`, so every connection has the

@@ -99,6 +99,116 @@ struct Probe<'a> {
     uploaded_at: Option<serde_json::Value>,
 }
 
+/// [`Probe`]'s keys plus the top-level fields of an ESI killmail, typed: a bare ESI
+/// killmail (EVE Ref, zKillboard's API — the bulk of an import) is parsed in this one pass
+/// instead of a probe and a second parse (the probe was ≈ 4.5 % of an import's CPU).
+/// Any error here falls back to [`Probe`] and the two-pass path, which words it.
+#[derive(Deserialize)]
+struct OnePass<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    esi: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    package: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    killmail: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    zkb: Option<&'a RawValue>,
+    #[serde(default)]
+    killmail_id: Option<serde_json::Value>,
+    #[serde(default, rename = "killID")]
+    kill_id: Option<serde_json::Value>,
+    #[serde(default)]
+    hash: Option<serde_json::Value>,
+    #[serde(default)]
+    killmail_hash: Option<serde_json::Value>,
+    #[serde(default)]
+    sequence_id: Option<serde_json::Value>,
+    #[serde(default)]
+    sequence_updated: Option<serde_json::Value>,
+    #[serde(default)]
+    uploaded_at: Option<serde_json::Value>,
+    #[serde(default)]
+    killmail_time: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    solar_system_id: Option<i64>,
+    #[serde(default)]
+    moon_id: Option<i64>,
+    #[serde(default)]
+    war_id: Option<i64>,
+    #[serde(default)]
+    victim: Option<bs_domain::Victim>,
+    #[serde(default)]
+    attackers: Option<Vec<bs_domain::Attacker>>,
+}
+
+impl<'a> OnePass<'a> {
+    /// The bare ESI killmail it holds, if it is one and complete; else its wrapper keys.
+    fn into_document(self) -> Result<Document, Box<Probe<'a>>> {
+        let probe = Box::new(Probe {
+            esi: self.esi,
+            package: self.package,
+            killmail: self.killmail,
+            zkb: self.zkb,
+            killmail_id: self.killmail_id,
+            kill_id: self.kill_id,
+            hash: self.hash,
+            killmail_hash: self.killmail_hash,
+            sequence_id: self.sequence_id,
+            sequence_updated: self.sequence_updated,
+            uploaded_at: self.uploaded_at,
+        });
+        let wrapped = probe.esi.is_some_and(|e| e.get() != "null")
+            || probe.package.is_some()
+            || probe.kill_id.is_some();
+        let killmail_id = probe
+            .killmail_id
+            .as_ref()
+            .and_then(serde_json::Value::as_i64);
+        let (
+            false,
+            Some(killmail_id),
+            Some(killmail_time),
+            Some(solar_system_id),
+            Some(victim),
+            Some(attackers),
+        ) = (
+            wrapped,
+            killmail_id,
+            self.killmail_time,
+            self.solar_system_id,
+            self.victim,
+            self.attackers,
+        )
+        else {
+            return Err(probe);
+        };
+        let Ok(zkb) = parse_zkb(probe.zkb) else {
+            return Err(probe);
+        };
+        let Ok(hash) = pick_hash(&[&probe.killmail_hash, &probe.hash], zkb.as_ref()) else {
+            return Err(probe);
+        };
+        Ok(Document::Killmail(Box::new(KillmailDoc {
+            format: DocumentFormat::Esi,
+            hash,
+            wrapper_id: None,
+            sequence_id: None,
+            sequence_updated: None,
+            uploaded_at: None,
+            killmail: Killmail {
+                killmail_id,
+                killmail_time,
+                solar_system_id,
+                moon_id: self.moon_id,
+                war_id: self.war_id,
+                victim,
+                attackers,
+            },
+            zkb,
+        })))
+    }
+}
+
 /// Keeps a present-but-null key as `Some("null")`, so `{"package": null}` is told apart from no package.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&'de RawValue>::deserialize(d).map(Some)
@@ -117,7 +227,23 @@ pub fn parse_document(bytes: &[u8]) -> Result<Document, ParseError> {
             preview(text)
         )));
     }
+    match serde_json::from_str::<OnePass<'_>>(text) {
+        Ok(one) => match one.into_document() {
+            Ok(doc) => Ok(doc),
+            Err(probe) => from_probe(text, &probe),
+        },
+        Err(_) => two_pass(text),
+    }
+}
+
+/// The shape probe, then the body: what [`parse_document`] falls back to.
+fn two_pass(text: &str) -> Result<Document, ParseError> {
     let probe: Probe<'_> = serde_json::from_str(text).map_err(classify)?;
+    from_probe(text, &probe)
+}
+
+/// The document `text` is, given its wrapper keys.
+fn from_probe(text: &str, probe: &Probe<'_>) -> Result<Document, ParseError> {
     if let Some(esi) = probe.esi.filter(|e| e.get() != "null") {
         let killmail = parse_killmail(esi.get())?;
         let zkb = parse_zkb(probe.zkb)?;
@@ -140,7 +266,7 @@ pub fn parse_document(bytes: &[u8]) -> Result<Document, ParseError> {
         return redisq_body(&inner);
     }
     if probe.kill_id.is_some() {
-        return redisq_body(&probe);
+        return redisq_body(probe);
     }
     // A bare ESI killmail (EVE Ref, zKillboard API, JSONL exports).
     let killmail = parse_killmail(text)?;
@@ -374,6 +500,88 @@ mod tests {
         let k = killmail(parse_document(R2Z2_NULLS.as_bytes()).unwrap());
         assert_eq!(k.killmail.killmail_id, 138_708_161);
         assert!(k.killmail.attackers[0].faction_id.is_none());
+    }
+
+    /// The one-pass parse of a bare ESI killmail gives what the probe and a second parse
+    /// give, for good documents and for every kind of bad one (where it falls back).
+    #[test]
+    fn the_one_pass_parse_agrees_with_the_two_pass_parse() {
+        let entry: serde_json::Value = serde_json::from_str(R2Z2).unwrap();
+        let esi = entry["esi"].clone();
+        let zkb = entry["zkb"].clone();
+        let hash = entry["hash"].clone();
+        let with = |f: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+            let mut v = esi.clone();
+            f(v.as_object_mut().unwrap());
+            serde_json::to_string(&v).unwrap()
+        };
+        let docs = vec![
+            with(&|_| {}),
+            with(&|m| {
+                m.insert("zkb".into(), zkb.clone());
+            }),
+            with(&|m| {
+                m.insert("killmail_hash".into(), hash.clone());
+            }),
+            with(&|m| {
+                m.insert("killmail_hash".into(), hash.clone());
+                m.insert("zkb".into(), zkb.clone());
+            }),
+            with(&|m| {
+                m.insert("moon_id".into(), serde_json::json!(40_000_001));
+                m.insert("war_id".into(), serde_json::Value::Null);
+            }),
+            with(&|m| {
+                m["victim"]["items"] = serde_json::Value::Null;
+            }),
+            with(&|m| {
+                m.remove("victim");
+            }),
+            with(&|m| {
+                m.remove("attackers");
+            }),
+            with(&|m| {
+                m["killmail_id"] = serde_json::json!(1.5);
+            }),
+            with(&|m| {
+                m["killmail_id"] = serde_json::json!("138705184");
+            }),
+            with(&|m| {
+                m["killmail_time"] = serde_json::json!("yesterday");
+            }),
+            with(&|m| {
+                m["attackers"] = serde_json::json!({});
+            }),
+            with(&|m| {
+                m.insert("zkb".into(), serde_json::json!({"hash": 7}));
+            }),
+            with(&|m| {
+                m.insert("killmail_hash".into(), serde_json::json!(["x"]));
+            }),
+            with(&|m| {
+                m.insert("esi".into(), serde_json::Value::Null);
+            }),
+            R2Z2.to_owned(),
+            R2Z2_NULLS.to_owned(),
+            REDISQ_OLD.to_owned(),
+            REDISQ_NEW.to_owned(),
+            REDISQ_NULL.to_owned(),
+        ];
+        let mut one_pass = 0;
+        for doc in &docs {
+            let text = doc.trim();
+            let direct = parse_document(text.as_bytes());
+            assert_eq!(direct, two_pass(text), "{text}");
+            if let Ok(one) = serde_json::from_str::<OnePass<'_>>(text) {
+                one_pass += usize::from(one.into_document().is_ok());
+            }
+        }
+        // The six complete bare killmails (`"esi": null` is one) took the one pass.
+        assert_eq!(one_pass, 6);
+        // A duplicated key is an error either way.
+        let dup = format!("{},\"victim\":{{}}}}", docs[0].trim_end_matches('}'));
+        assert_eq!(parse_document(dup.as_bytes()), two_pass(&dup));
+        assert!(parse_document(dup.as_bytes()).is_err());
     }
 
     #[test]

@@ -33,6 +33,49 @@ async fn redelivered_events_change_nothing() {
     assert_eq!(outbox(&w2.db).await.len(), n);
 }
 
+/// Rows fingerprinted before the fingerprint became XXH3 (FNV-1a, no prefix) still
+/// recognise a redelivery of the same input.
+#[tokio::test]
+async fn rows_with_the_legacy_fingerprint_still_recognise_redeliveries() {
+    let events = small_fight();
+    let n = events.len();
+    let w = world(None, quick()).await;
+    feed(&w.enricher, &events, 100).await;
+    let rows: Vec<(i64, String, String, Option<Vec<u8>>)> = bs_store::sqlx::query_as(
+        "SELECT killmail_id, input_hash, source_event, source_event_zstd FROM enriched_killmails",
+    )
+    .fetch_all(w.db.pool())
+    .await
+    .unwrap();
+    for (id, hash, text, zstd) in rows {
+        assert!(hash.starts_with("x3"), "{hash}");
+        let input = match zstd {
+            Some(z) => bs_store::outbox::Payload::Zstd(z).decode().unwrap(),
+            None => text,
+        };
+        bs_store::sqlx::query(
+            "UPDATE enriched_killmails SET input_hash = $1 WHERE killmail_id = $2",
+        )
+        .bind(bs_enrichment::consumer::legacy_fingerprint(&input))
+        .bind(id)
+        .execute(w.db.pool())
+        .await
+        .unwrap();
+    }
+    let before = stored(&w.db).await;
+    let again = feed(&w.enricher, &events, 50).await;
+    assert_eq!((again.duplicates, again.published), (n, 0));
+    assert_eq!(stored(&w.db).await, before);
+    // A changed input is still told apart from a legacy fingerprint.
+    let mut changed = events[0].clone();
+    changed.zkb = Some(Zkb {
+        hash: changed.hash.clone(),
+        total_value: Some(1.0e9),
+        ..Zkb::default()
+    });
+    assert_eq!(feed(&w.enricher, &[changed], 10).await.published, 1);
+}
+
 #[tokio::test]
 async fn bad_records_are_counted_rejections_not_errors() {
     let events = small_fight();

@@ -121,18 +121,11 @@ impl Pipeline {
             .as_ref()
             .map(|z| serde_json::to_string(z).unwrap_or_default());
         let content_hash = content_hash(&raw_data, zkb_json.as_deref());
-        // Serialised and compressed here, on the preparing thread, so the writer
-        // only binds it.
-        let new_event = Some(bs_store::outbox::Payload::encode(new_event_json(
-            &doc.killmail,
-            &raw_data,
-            &hash,
-            zkb_json.as_deref(),
-            source,
-            now,
-        )));
+        let attacker_alliance_ids =
+            serde_json::to_string(&crate::store::attacker_alliances(&doc.killmail))
+                .unwrap_or_else(|_| "[]".into());
         Prepared::Accept(Box::new(NewKillmail {
-            new_event,
+            attacker_alliance_ids,
             r2z2_sequence: doc.sequence_id,
             killmail: doc.killmail,
             hash,
@@ -155,30 +148,6 @@ impl Pipeline {
         metrics::counter!(metric::REJECTED, "reason" => r.reason.as_str(), "source" => source.as_str()).increment(1);
         Prepared::Reject(reject_record(bytes, killmail_id, &r, source))
     }
-}
-
-/// The `killmail.ingested` envelope (as `bs_events::Envelope` writes it) for a new
-/// killmail, assembled around the already serialised body instead of serialising
-/// the killmail a second time. The hash is validated hex and the source a fixed
-/// name, so neither needs escaping.
-pub fn new_event_json(
-    km: &bs_domain::Killmail,
-    raw_data: &str,
-    hash: &str,
-    zkb_json: Option<&str>,
-    source: KillmailSource,
-    now: DateTime<Utc>,
-) -> String {
-    let time = serde_json::to_string(&now).unwrap_or_default();
-    let id = uuid::Uuid::now_v7();
-    let zkb = zkb_json
-        .map(|z| format!(",\"zkb\":{z}"))
-        .unwrap_or_default();
-    format!(
-        "{{\"id\":\"{id}\",\"type\":\"killmail.ingested\",\"version\":1,\"time\":{time},\"key\":\"{}\",\"payload\":{{\"killmail\":{raw_data},\"hash\":\"{hash}\"{zkb},\"source\":\"{}\",\"ingested_at\":{time},\"is_update\":false}}}}",
-        km.killmail_id,
-        source.as_str()
-    )
 }
 
 /// A reject row; the fingerprint is over the input and the reason.
@@ -238,31 +207,6 @@ pub fn fnv(parts: &[&[u8]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const REAL: &str = r#"{"attackers":[{"alliance_id":386292982,"character_id":1370443714,"corporation_id":1089040789,"damage_done":536,"final_blow":true,"security_status":-1.5,"ship_type_id":35683,"weapon_type_id":3178}],"killmail_id":96977835,"killmail_time":"2021-11-27T20:43:47Z","solar_system_id":30002355,"victim":{"character_id":2119401469,"corporation_id":1000170,"damage_taken":536,"ship_type_id":588},"killmail_hash":"b2e5daacc5ac754ad9c32c02c6fbacee16126aef","zkb":{"hash":"b2e5daacc5ac754ad9c32c02c6fbacee16126aef","totalValue":1.5e7,"labels":["pvp"]}}"#;
-
-    #[test]
-    fn the_hand_built_event_is_a_valid_versioned_envelope() {
-        let p = Pipeline::new(Ruleset::default());
-        let now: DateTime<Utc> = "2026-12-01T08:00:00.123Z".parse().unwrap();
-        let Prepared::Accept(k) = p.prepare(REAL.as_bytes(), KillmailSource::R2z2, now) else {
-            panic!("accepted")
-        };
-        let env = bs_events::Envelope::from_bytes(
-            k.new_event.as_ref().unwrap().decode().unwrap().as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(env.event_type, "killmail.ingested");
-        assert_eq!(env.key, "96977835");
-        assert_eq!(env.time, now);
-        let ev: bs_events::KillmailIngested = env.decode().unwrap();
-        assert_eq!(ev.killmail, k.killmail);
-        assert_eq!(ev.hash, k.hash);
-        assert_eq!(ev.zkb, k.zkb);
-        assert_eq!(ev.source, KillmailSource::R2z2);
-        assert_eq!(ev.ingested_at, now);
-        assert!(!ev.is_update);
-    }
 
     #[test]
     fn content_hashes_of_both_formats_are_compared_with_the_content() {

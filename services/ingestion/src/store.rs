@@ -36,12 +36,11 @@ pub struct NewKillmail {
     pub zkb_json: Option<String>,
     /// Detects re-published content that really changed.
     pub content_hash: String,
+    /// The distinct attacker alliances as a JSON array (the `attacker_alliance_ids` column),
+    /// built where the killmail is prepared, off the writer.
+    pub attacker_alliance_ids: String,
     pub r2z2_sequence: Option<i64>,
     pub backfill_job_id: Option<String>,
-    /// The `killmail.ingested` envelope announcing it as new, serialised and
-    /// compressed by the pipeline (on the reader thread, reusing `raw_data`), used
-    /// if it is inserted.
-    pub new_event: Option<Payload>,
 }
 
 /// A rejected document.
@@ -259,7 +258,8 @@ fn placeholders(rows: usize, cols: usize) -> String {
     s
 }
 
-fn attacker_alliances(km: &Killmail) -> Vec<i64> {
+/// The distinct attacker alliances of `km`, for [`NewKillmail::attacker_alliance_ids`].
+pub fn attacker_alliances(km: &Killmail) -> Vec<i64> {
     let mut ids: Vec<i64> = km.attackers.iter().filter_map(|a| a.alliance_id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -271,7 +271,14 @@ fn other(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SqlIngestionStore {
+    /// The store on `db`; registers how the relay expands the `killmail.ingested` events
+    /// it enqueues by reference.
     pub fn new(db: Database) -> Self {
+        use bs_events::Event as _;
+        db.register_outbox_expander(
+            KillmailIngested::TOPIC,
+            std::sync::Arc::new(IngestedExpander),
+        );
         Self { db }
     }
 
@@ -296,22 +303,19 @@ impl SqlIngestionStore {
                 let km = &k.killmail;
                 q = q
                     .bind(km.killmail_id)
-                    .bind(k.hash.clone())
+                    .bind(k.hash.as_str())
                     .bind(km.solar_system_id)
                     .bind(to_millis(km.killmail_time))
                     .bind(km.victim.alliance_id)
-                    .bind(
-                        serde_json::to_string(&attacker_alliances(km))
-                            .unwrap_or_else(|_| "[]".into()),
-                    )
+                    .bind(k.attacker_alliance_ids.as_str())
                     .bind(k.zkb.as_ref().and_then(|z| z.total_value))
                     .bind(km.zkillboard_url())
-                    .bind(k.raw_data.clone())
-                    .bind(k.zkb_json.clone())
+                    .bind(k.raw_data.as_str())
+                    .bind(k.zkb_json.as_deref())
                     .bind(k.source.as_str())
                     .bind(k.r2z2_sequence)
-                    .bind(k.backfill_job_id.clone())
-                    .bind(k.content_hash.clone())
+                    .bind(k.backfill_job_id.as_deref())
+                    .bind(k.content_hash.as_str())
                     .bind(now_ms)
                     .bind(now_ms)
                     .bind(None::<i64>);
@@ -399,12 +403,14 @@ fn event(k: &NewKillmail, now: DateTime<Utc>, is_update: bool) -> StoreResult<Ou
         return Err(other("an invalid killmail reached the outbox"));
     }
     let key = k.killmail.killmail_id.to_string();
-    if let (false, Some(payload)) = (is_update, &k.new_event) {
+    if !is_update {
+        // The row just inserted is the event's body: the relay reads it back
+        // ([`IngestedExpander`]) instead of the outbox storing it a second time.
         return Ok(OutboxRow {
             topic: KillmailIngested::TOPIC.to_owned(),
             key,
             created_at: to_millis(now),
-            payload: payload.clone(),
+            payload: Payload::reference(k.killmail.killmail_id),
         });
     }
     let wire = WireEnvelope {
@@ -429,6 +435,64 @@ fn event(k: &NewKillmail, now: DateTime<Utc>, is_update: bool) -> StoreResult<Ou
         created_at: to_millis(now),
         payload: Payload::encode(payload),
     })
+}
+
+/// Reads a new killmail's `killmail.ingested` payload back from its `killmail_events`
+/// row, in the relay's transaction: the stored body, hash, zkb block and source, and
+/// `processed_at` as `ingested_at` (the envelope's time, to the millisecond). A row updated
+/// since (re-published upstream) announces its newer content; the update's own event follows.
+struct IngestedExpander;
+
+#[async_trait]
+impl bs_store::outbox::OutboxExpander for IngestedExpander {
+    async fn expand(
+        &self,
+        conn: &mut AnyConnection,
+        references: &[i64],
+    ) -> StoreResult<HashMap<i64, bs_store::outbox::Expanded>> {
+        use bs_events::Event as _;
+        let backend = if conn.backend_name() == "PostgreSQL" {
+            bs_store::Backend::Postgres
+        } else {
+            bs_store::Backend::Sqlite
+        };
+        let mut out = HashMap::with_capacity(references.len());
+        for chunk in references.chunks(rows_per(backend, 1)) {
+            let sql = format!(
+                "SELECT killmail_id, raw_data, hash, zkb, source, processed_at FROM killmail_events \
+                 WHERE killmail_id IN ({})",
+                placeholders(chunk.len(), 1)
+            );
+            let mut q = sqlx::query_as::<_, (i64, String, String, Option<String>, String, i64)>(
+                backend_sql(backend, sql),
+            );
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for (id, raw_data, hash, zkb, source, processed_at) in q.fetch_all(&mut *conn).await? {
+                let time = json(&from_millis(processed_at));
+                let zkb = zkb.map(|z| format!(",\"zkb\":{z}")).unwrap_or_default();
+                let payload_json = format!(
+                    "{{\"killmail\":{raw_data},\"hash\":{}{zkb},\"source\":{},\"ingested_at\":{time},\"is_update\":false}}",
+                    json(&hash),
+                    json(&source),
+                );
+                out.insert(
+                    id,
+                    bs_store::outbox::Expanded {
+                        version: KillmailIngested::VERSION,
+                        payload_json,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A value as JSON (strings and times cannot fail to serialise).
+fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn row_to_stored(r: KmRow) -> StoredKillmail {
@@ -962,5 +1026,91 @@ impl IngestionStore for SqlIngestionStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Pipeline, Prepared};
+
+    const REAL: &str = r#"{"attackers":[{"alliance_id":386292982,"character_id":1370443714,"corporation_id":1089040789,"damage_done":536,"final_blow":true,"security_status":-1.5,"ship_type_id":35683,"weapon_type_id":3178}],"killmail_id":96977835,"killmail_time":"2021-11-27T20:43:47Z","solar_system_id":30002355,"victim":{"character_id":2119401469,"corporation_id":1000170,"damage_taken":536,"ship_type_id":588},"killmail_hash":"b2e5daacc5ac754ad9c32c02c6fbacee16126aef","zkb":{"hash":"b2e5daacc5ac754ad9c32c02c6fbacee16126aef","totalValue":1.5e7,"labels":["pvp"]}}"#;
+
+    /// A new killmail's event is stored by reference and expanded by the relay into the
+    /// versioned `killmail.ingested` envelope, with the stored body; an update carries its own.
+    #[tokio::test]
+    async fn a_new_killmail_is_announced_from_its_stored_row() {
+        let dir = bs_testkit::temp_dir();
+        let db = Database::open(&bs_store::StoreTarget::Sqlite(dir.path().join("i.db")), 0)
+            .await
+            .unwrap();
+        db.migrate(&[bs_store::outbox::MIGRATIONS, crate::MIGRATIONS])
+            .await
+            .unwrap();
+        let store = SqlIngestionStore::new(db.clone());
+        let now: DateTime<Utc> = "2026-12-01T08:00:00.123Z".parse().unwrap();
+        let Prepared::Accept(k) =
+            Pipeline::new(Ruleset::default()).prepare(REAL.as_bytes(), KillmailSource::R2z2, now)
+        else {
+            panic!("accepted")
+        };
+        let batch = |k: &NewKillmail| Batch {
+            killmails: vec![k.clone()],
+            rejects: Vec::new(),
+            gaps: Vec::new(),
+            cursor: None,
+            upsert: true,
+        };
+        let outcome = store.apply(batch(&k), now).await.unwrap();
+        assert_eq!(outcome.inserted, [96977835]);
+        let (stored_ref,): (Option<i64>,) = sqlx::query_as("SELECT payload_ref FROM outbox")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored_ref, Some(96977835));
+
+        // Re-published with a changed zkb block: an update, with a full payload of its own.
+        let mut changed = (*k).clone();
+        changed.zkb.as_mut().unwrap().total_value = Some(2.5e7);
+        changed.zkb_json = Some(serde_json::to_string(&changed.zkb).unwrap());
+        changed.content_hash =
+            crate::pipeline::content_hash(&changed.raw_data, changed.zkb_json.as_deref());
+        let later = now + chrono::Duration::seconds(5);
+        assert_eq!(
+            store.apply(batch(&changed), later).await.unwrap().updated,
+            [96977835]
+        );
+
+        let events = bs_store::outbox::peek(&db, 10).await.unwrap();
+        assert_eq!(events.len(), 2);
+        let decoded: Vec<(bs_events::Envelope, KillmailIngested)> = events
+            .iter()
+            .map(|(topic, key, json)| {
+                assert_eq!(
+                    (topic.as_str(), key.as_str()),
+                    ("killmail.ingested", "96977835")
+                );
+                let env = bs_events::Envelope::from_bytes(json.as_bytes()).unwrap();
+                let ev = env.decode().unwrap();
+                (env, ev)
+            })
+            .collect();
+        let (env, new) = &decoded[0];
+        assert_eq!(
+            (env.event_type.as_str(), env.version, env.time),
+            ("killmail.ingested", 1, now)
+        );
+        assert_eq!(new.killmail, k.killmail);
+        assert_eq!(new.hash, k.hash);
+        assert_eq!(new.source, KillmailSource::R2z2);
+        assert_eq!(new.ingested_at, now);
+        assert!(!new.is_update);
+        // The reference reads the row as it is now: the newer zkb block.
+        assert_eq!(new.zkb, changed.zkb);
+        let (env, update) = &decoded[1];
+        assert_eq!(env.time, later);
+        assert!(update.is_update);
+        assert_eq!(update.zkb, changed.zkb);
+        assert_ne!(decoded[0].0.id, decoded[1].0.id);
     }
 }
