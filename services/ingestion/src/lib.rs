@@ -40,8 +40,10 @@ use crate::sources::r2z2::{R2z2Options, R2z2Source};
 use crate::sources::{IngestCtx, LiveStatus, Source, duration};
 
 /// The service's own schema.
-pub const MIGRATIONS: MigrationSet =
-    bs_store::migrations!("ingestion", [(1, "init"), (2, "lifecycle")]);
+pub const MIGRATIONS: MigrationSet = bs_store::migrations!(
+    "ingestion",
+    [(1, "init"), (2, "lifecycle"), (3, "raw_zstd")]
+);
 
 /// Opens (and migrates) the ingestion database and builds the shared context.
 pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<IngestCtx>> {

@@ -31,8 +31,12 @@ pub struct NewKillmail {
     pub hash: String,
     pub zkb: Option<Zkb>,
     pub source: KillmailSource,
-    /// The canonical ESI JSON (what `raw_data` holds).
+    /// The canonical ESI JSON.
     pub raw_data: String,
+    /// `raw_data` as stored: zstd-compressed when that pays (`raw_zstd`, with `raw_data`
+    /// ''), compressed where the killmail is prepared, so the writer — the import's serial
+    /// stage — binds and writes about a third of the bytes.
+    pub raw_stored: Payload,
     pub zkb_json: Option<String>,
     /// Detects re-published content that really changed.
     pub content_hash: String,
@@ -203,8 +207,8 @@ pub struct SqlIngestionStore {
 }
 
 const KM_COLUMNS: &str = "killmail_id, hash, system_id, occurred_at, victim_alliance_id, attacker_alliance_ids, isk_value, \
-     zkb_url, raw_data, zkb, source, r2z2_sequence, backfill_job_id, content_hash, fetched_at, processed_at, updated_at";
-const KM_PARAMS: usize = 17;
+     zkb_url, raw_data, raw_zstd, zkb, source, r2z2_sequence, backfill_job_id, content_hash, fetched_at, processed_at, updated_at";
+const KM_PARAMS: usize = 18;
 /// Bound parameters per statement. Large multi-row statements are the cheap way
 /// to write on both backends; on SQLite they are cheap only through
 /// [`backend_sql`] (positional `?` placeholders: with `$N` names, binding costs
@@ -220,7 +224,7 @@ fn rows_per(backend: bs_store::Backend, cols: usize) -> usize {
     (max_params(backend) / cols).max(1)
 }
 const SELECT_COLUMNS: &str = "killmail_id, hash, system_id, occurred_at, victim_alliance_id, attacker_alliance_ids, isk_value, \
-     zkb_url, source, r2z2_sequence, processed_at, updated_at, raw_data, zkb";
+     zkb_url, source, r2z2_sequence, processed_at, updated_at, raw_data, zkb, raw_zstd";
 
 type KmRow = (
     i64,
@@ -237,6 +241,7 @@ type KmRow = (
     Option<i64>,
     String,
     Option<String>,
+    Option<Vec<u8>>,
 );
 
 fn placeholders(rows: usize, cols: usize) -> String {
@@ -310,7 +315,8 @@ impl SqlIngestionStore {
                     .bind(k.attacker_alliance_ids.as_str())
                     .bind(k.zkb.as_ref().and_then(|z| z.total_value))
                     .bind(km.zkillboard_url())
-                    .bind(k.raw_data.as_str())
+                    .bind(raw_text(k))
+                    .bind(raw_blob(k))
                     .bind(k.zkb_json.as_deref())
                     .bind(k.source.as_str())
                     .bind(k.r2z2_sequence)
@@ -459,17 +465,27 @@ impl bs_store::outbox::OutboxExpander for IngestedExpander {
         let mut out = HashMap::with_capacity(references.len());
         for chunk in references.chunks(rows_per(backend, 1)) {
             let sql = format!(
-                "SELECT killmail_id, raw_data, hash, zkb, source, processed_at FROM killmail_events \
+                "SELECT killmail_id, raw_data, raw_zstd, hash, zkb, source, processed_at FROM killmail_events \
                  WHERE killmail_id IN ({})",
                 placeholders(chunk.len(), 1)
             );
-            let mut q = sqlx::query_as::<_, (i64, String, String, Option<String>, String, i64)>(
-                backend_sql(backend, sql),
+            type Row = (
+                i64,
+                String,
+                Option<Vec<u8>>,
+                String,
+                Option<String>,
+                String,
+                i64,
             );
+            let mut q = sqlx::query_as::<_, Row>(backend_sql(backend, sql));
             for id in chunk {
                 q = q.bind(*id);
             }
-            for (id, raw_data, hash, zkb, source, processed_at) in q.fetch_all(&mut *conn).await? {
+            for (id, raw_text, raw_zstd, hash, zkb, source, processed_at) in
+                q.fetch_all(&mut *conn).await?
+            {
+                let raw_data = stored_raw(raw_text, raw_zstd)?;
                 let time = json(&from_millis(processed_at));
                 let zkb = zkb.map(|z| format!(",\"zkb\":{z}")).unwrap_or_default();
                 let payload_json = format!(
@@ -487,6 +503,30 @@ impl bs_store::outbox::OutboxExpander for IngestedExpander {
             }
         }
         Ok(out)
+    }
+}
+
+/// The `raw_data` column of a new row: the text, or '' when `raw_zstd` holds it.
+fn raw_text(k: &NewKillmail) -> &str {
+    match k.raw_stored {
+        Payload::Zstd(_) => "",
+        _ => k.raw_data.as_str(),
+    }
+}
+
+/// The `raw_zstd` column of a new row.
+fn raw_blob(k: &NewKillmail) -> Option<&[u8]> {
+    match &k.raw_stored {
+        Payload::Zstd(z) => Some(z.as_slice()),
+        _ => None,
+    }
+}
+
+/// A stored body from its two columns.
+fn stored_raw(text: String, zstd: Option<Vec<u8>>) -> StoreResult<String> {
+    match zstd {
+        Some(z) => Payload::Zstd(z).decode(),
+        None => Ok(text),
     }
 }
 
@@ -509,7 +549,10 @@ fn row_to_stored(r: KmRow) -> StoredKillmail {
         r2z2_sequence: r.9,
         processed_at: from_millis(r.10),
         updated_at: r.11.map(from_millis),
-        killmail: serde_json::from_str(&r.12).unwrap_or(serde_json::Value::Null),
+        killmail: stored_raw(r.12, r.14)
+            .ok()
+            .and_then(|raw| serde_json::from_str(&raw).ok())
+            .unwrap_or(serde_json::Value::Null),
         zkb: r.13.and_then(|z| serde_json::from_str(&z).ok()),
     }
 }
@@ -640,10 +683,11 @@ impl IngestionStore for SqlIngestionStore {
                             ) =>
                     {
                         sqlx::query(
-                            "UPDATE killmail_events SET raw_data = $1, zkb = $2, isk_value = $3, content_hash = $4, updated_at = $5, \
-                             r2z2_sequence = COALESCE($6, r2z2_sequence) WHERE killmail_id = $7",
+                            "UPDATE killmail_events SET raw_data = $1, raw_zstd = $2, zkb = $3, isk_value = $4, content_hash = $5, \
+                             updated_at = $6, r2z2_sequence = COALESCE($7, r2z2_sequence) WHERE killmail_id = $8",
                         )
-                        .bind(k.raw_data.clone())
+                        .bind(raw_text(k))
+                        .bind(raw_blob(k))
                         .bind(k.zkb_json.clone())
                         .bind(k.zkb.as_ref().and_then(|z| z.total_value))
                         .bind(k.content_hash.clone())
@@ -1068,6 +1112,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(stored_ref, Some(96977835));
+        // A small body stays text; a large one is stored compressed; both read back whole.
+        let mut big: serde_json::Value = serde_json::from_str(REAL).unwrap();
+        big["killmail_id"] = 96977836.into();
+        let attacker = big["attackers"][0].clone();
+        big["attackers"] = (0..12)
+            .map(|i| {
+                let mut a = attacker.clone();
+                a["character_id"] = (1370443714 + i).into();
+                a["final_blow"] = (i == 0).into();
+                a
+            })
+            .collect();
+        let Prepared::Accept(large) = Pipeline::new(Ruleset::default()).prepare(
+            big.to_string().as_bytes(),
+            KillmailSource::File,
+            now,
+        ) else {
+            panic!("accepted")
+        };
+        assert!(large.raw_data.len() > 1024);
+        store.apply(batch(&large), now).await.unwrap();
+        let stored: Vec<(i64, String, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT killmail_id, raw_data, raw_zstd FROM killmail_events ORDER BY killmail_id",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            (stored[0].1.as_str(), stored[0].2.is_none()),
+            (k.raw_data.as_str(), true)
+        );
+        assert!(stored[1].1.is_empty());
+        assert!(
+            stored[1]
+                .2
+                .as_ref()
+                .is_some_and(|z| z.len() * 2 < large.raw_data.len())
+        );
+        for km in [&k, &large] {
+            let id = km.killmail.killmail_id;
+            assert_eq!(
+                store.killmail(id).await.unwrap().unwrap().killmail,
+                serde_json::to_value(&km.killmail).unwrap()
+            );
+        }
+        let events = bs_store::outbox::peek(&db, 10).await.unwrap();
+        let large_event: KillmailIngested = bs_events::Envelope::from_bytes(events[1].2.as_bytes())
+            .unwrap()
+            .decode()
+            .unwrap();
+        assert_eq!(large_event.killmail, large.killmail);
+        sqlx::query("DELETE FROM outbox WHERE event_key = '96977836'")
+            .execute(db.pool())
+            .await
+            .unwrap();
 
         // Re-published with a changed zkb block: an update, with a full payload of its own.
         let mut changed = (*k).clone();
