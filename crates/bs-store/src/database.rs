@@ -36,6 +36,18 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The engine behind a connection (a transaction or an expander's connection, where
+    /// no [`Database`] is at hand).
+    pub fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name() == "PostgreSQL" {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+}
+
 /// Where a service's database lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreTarget {

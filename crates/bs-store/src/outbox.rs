@@ -79,8 +79,17 @@ impl Payload {
     /// Stores `json` compressed when that pays. CPU only, so callers with a spare
     /// core (bulk import) can encode before they take the write lock.
     pub fn encode(json: String) -> Self {
-        if json.len() < COMPRESS_FROM {
-            return Self::Text(json);
+        match Self::compress(&json) {
+            Some(z) => Self::Zstd(z),
+            None => Self::Text(json),
+        }
+    }
+
+    /// `text` zstd-compressed when that pays (long enough and smaller), else `None`: for
+    /// callers that keep the text anyway and store the compressed form beside it.
+    pub fn compress(text: &str) -> Option<Vec<u8>> {
+        if text.len() < COMPRESS_FROM {
+            return None;
         }
         // One compression context per thread: creating one per call cost more than
         // compressing a killmail.
@@ -89,17 +98,17 @@ impl Payload {
             if c.is_none() {
                 *c = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
             }
-            c.as_mut().and_then(|c| c.compress(json.as_bytes()).ok())
+            c.as_mut().and_then(|c| c.compress(text.as_bytes()).ok())
         });
         match compressed {
             // The compressor returns a buffer of `compress_bound` capacity (≈ the input size)
             // holding ≈ 30 % of it: shrink it, or each payload waiting in an import chunk keeps
             // ~3 KB of slack (31 MB at the import's peak in a heaptrack of the week).
-            Some(mut z) if z.len() < json.len() => {
+            Some(mut z) if z.len() < text.len() => {
                 z.shrink_to_fit();
-                Self::Zstd(z)
+                Some(z)
             }
-            _ => Self::Text(json),
+            _ => None,
         }
     }
 
@@ -179,11 +188,7 @@ pub async fn enqueue(conn: &mut AnyConnection, envelope: &Envelope) -> StoreResu
 
 /// Adds many events within the caller's transaction, in order, in few statements.
 pub async fn enqueue_rows(conn: &mut AnyConnection, rows: &[OutboxRow]) -> StoreResult<()> {
-    let backend = if conn.backend_name() == "PostgreSQL" {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    };
+    let backend = Backend::of(conn);
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO outbox (topic, event_key, payload, payload_zstd, payload_ref, created_at) VALUES ",

@@ -141,34 +141,44 @@ impl outbox::OutboxExpander for EnrichedExpander {
         conn: &mut sqlx::AnyConnection,
         references: &[i64],
     ) -> StoreResult<HashMap<i64, outbox::Expanded>> {
-        let backend = if conn.backend_name() == "PostgreSQL" {
-            bs_store::Backend::Postgres
-        } else {
-            bs_store::Backend::Sqlite
-        };
-        let mut out = HashMap::with_capacity(references.len());
-        for chunk in references.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT killmail_id, payload, payload_zstd FROM enriched_killmails WHERE killmail_id IN ({})",
-                placeholders(chunk.len(), 1)
-            );
-            let mut q =
-                sqlx::query_as::<_, (i64, String, Option<Vec<u8>>)>(backend_sql(backend, sql));
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for (id, text, zstd) in q.fetch_all(&mut *conn).await? {
-                out.insert(
+        Ok(read_payloads(conn, references)
+            .await?
+            .into_iter()
+            .map(|(id, payload_json)| {
+                let version = KillmailEnriched::VERSION;
+                (
                     id,
                     outbox::Expanded {
-                        version: KillmailEnriched::VERSION,
-                        payload_json: joined(text, zstd)?,
+                        version,
+                        payload_json,
                     },
-                );
-            }
-        }
-        Ok(out)
+                )
+            })
+            .collect())
     }
+}
+
+/// The stored payloads (`KillmailEnriched` JSON) of those of `ids` that exist, with their ids.
+async fn read_payloads(
+    conn: &mut sqlx::AnyConnection,
+    ids: &[i64],
+) -> StoreResult<Vec<(i64, String)>> {
+    let backend = bs_store::Backend::of(conn);
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT killmail_id, payload, payload_zstd FROM enriched_killmails WHERE killmail_id IN ({})",
+            placeholders(chunk.len(), 1)
+        );
+        let mut q = sqlx::query_as::<_, (i64, String, Option<Vec<u8>>)>(backend_sql(backend, sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for (id, text, zstd) in q.fetch_all(&mut *conn).await? {
+            out.push((id, joined(text, zstd)?));
+        }
+    }
+    Ok(out)
 }
 
 impl SqlEnrichmentStore {
@@ -457,22 +467,9 @@ impl EnrichmentStore for SqlEnrichmentStore {
     }
 
     async fn payloads(&self, ids: &[i64]) -> StoreResult<Vec<String>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT payload, payload_zstd FROM enriched_killmails WHERE killmail_id IN ({})",
-                placeholders(chunk.len(), 1)
-            );
-            let mut q =
-                sqlx::query_as::<_, (String, Option<Vec<u8>>)>(backend_sql(self.db.backend(), sql));
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for (text, zstd) in q.fetch_all(self.db.pool()).await? {
-                out.push(joined(text, zstd)?);
-            }
-        }
-        Ok(out)
+        let mut conn = self.db.pool().acquire().await?;
+        let rows = read_payloads(&mut conn, ids).await?;
+        Ok(rows.into_iter().map(|(_, payload)| payload).collect())
     }
 
     async fn pending(&self, after_id: i64, limit: i64) -> StoreResult<Vec<SourceRow>> {

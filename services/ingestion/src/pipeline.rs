@@ -124,10 +124,10 @@ impl Pipeline {
         let attacker_alliance_ids =
             serde_json::to_string(&crate::store::attacker_alliances(&doc.killmail))
                 .unwrap_or_else(|_| "[]".into());
-        let raw_stored = bs_store::outbox::Payload::encode(raw_data.clone());
+        let raw_zstd = bs_store::outbox::Payload::compress(&raw_data);
         Prepared::Accept(Box::new(NewKillmail {
             attacker_alliance_ids,
-            raw_stored,
+            raw_zstd,
             r2z2_sequence: doc.sequence_id,
             killmail: doc.killmail,
             hash,

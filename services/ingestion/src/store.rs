@@ -33,10 +33,10 @@ pub struct NewKillmail {
     pub source: KillmailSource,
     /// The canonical ESI JSON.
     pub raw_data: String,
-    /// `raw_data` as stored: zstd-compressed when that pays (`raw_zstd`, with `raw_data`
-    /// ''), compressed where the killmail is prepared, so the writer — the import's serial
+    /// `raw_data` zstd-compressed when that pays: then stored in `raw_zstd`, with `raw_data`
+    /// ''. Compressed where the killmail is prepared, so the writer — the import's serial
     /// stage — binds and writes about a third of the bytes.
-    pub raw_stored: Payload,
+    pub raw_zstd: Option<Vec<u8>>,
     pub zkb_json: Option<String>,
     /// Detects re-published content that really changed.
     pub content_hash: String,
@@ -316,7 +316,7 @@ impl SqlIngestionStore {
                     .bind(k.zkb.as_ref().and_then(|z| z.total_value))
                     .bind(km.zkillboard_url())
                     .bind(raw_text(k))
-                    .bind(raw_blob(k))
+                    .bind(k.raw_zstd.as_deref())
                     .bind(k.zkb_json.as_deref())
                     .bind(k.source.as_str())
                     .bind(k.r2z2_sequence)
@@ -457,11 +457,7 @@ impl bs_store::outbox::OutboxExpander for IngestedExpander {
         references: &[i64],
     ) -> StoreResult<HashMap<i64, bs_store::outbox::Expanded>> {
         use bs_events::Event as _;
-        let backend = if conn.backend_name() == "PostgreSQL" {
-            bs_store::Backend::Postgres
-        } else {
-            bs_store::Backend::Sqlite
-        };
+        let backend = bs_store::Backend::of(conn);
         let mut out = HashMap::with_capacity(references.len());
         for chunk in references.chunks(rows_per(backend, 1)) {
             let sql = format!(
@@ -508,17 +504,10 @@ impl bs_store::outbox::OutboxExpander for IngestedExpander {
 
 /// The `raw_data` column of a new row: the text, or '' when `raw_zstd` holds it.
 fn raw_text(k: &NewKillmail) -> &str {
-    match k.raw_stored {
-        Payload::Zstd(_) => "",
-        _ => k.raw_data.as_str(),
-    }
-}
-
-/// The `raw_zstd` column of a new row.
-fn raw_blob(k: &NewKillmail) -> Option<&[u8]> {
-    match &k.raw_stored {
-        Payload::Zstd(z) => Some(z.as_slice()),
-        _ => None,
+    if k.raw_zstd.is_some() {
+        ""
+    } else {
+        &k.raw_data
     }
 }
 
@@ -687,7 +676,7 @@ impl IngestionStore for SqlIngestionStore {
                              updated_at = $6, r2z2_sequence = COALESCE($7, r2z2_sequence) WHERE killmail_id = $8",
                         )
                         .bind(raw_text(k))
-                        .bind(raw_blob(k))
+                        .bind(k.raw_zstd.as_deref())
                         .bind(k.zkb_json.clone())
                         .bind(k.zkb.as_ref().and_then(|z| z.total_value))
                         .bind(k.content_hash.clone())

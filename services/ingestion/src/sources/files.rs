@@ -251,7 +251,7 @@ pub async fn import_into(
     let mut workers = Vec::with_capacity(threads);
     // One chunk queued on each side of a preparing thread: enough to keep the writer fed
     // (it takes chunks in turn from every thread), while every chunk in flight is ~1000
-    // killmails held three times (raw line, parsed, compressed outbox payload). With two
+    // killmails held three times (raw line, parsed, compressed body). With two
     // queued per side, the import's in-flight chunks were ~70 MB of the week's peak heap.
     for _ in 0..threads {
         let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<RawChunk>(1);
