@@ -10,9 +10,10 @@
 //! transaction that clears the dirty flag: a battle's event trails its rows by well under a
 //! second, and a crash in between only delays it (the dirty flag is persistent).
 //!
-//! A live batch queues its killmails' ship history (see `store::history`); the background loop
+//! Every batch queues its killmails' ship history (see `store::history`); the background loop
 //! moves it into `pilot_ship_history` while the consumer is idle ([`HISTORY_IDLE`]), in
-//! transactions of about [`HISTORY_MOVE_LINES`] lines, so a live update rarely waits for one.
+//! transactions of about [`HISTORY_MOVE_LINES`] lines, so a live update rarely waits for one
+//! (a backlog, never idle, moves it in bulk once the queue is long).
 //!
 //! If a write fails, the in-memory engine is ahead of the store; it is rebuilt from the store
 //! before the error is returned, so the retried batch is clustered again from a consistent

@@ -50,7 +50,8 @@ pub const MIGRATIONS: MigrationSet = bs_store::migrations!(
         (2, "reports"),
         (3, "lifecycle"),
         (4, "settings"),
-        (5, "history_queue")
+        (5, "history_queue"),
+        (6, "killmail_pilots")
     ]
 );
 

@@ -2,8 +2,9 @@
 //! ([`SqlBattleStore`]) for SQLite and PostgreSQL alike (one query text, see bs-store's rules).
 //!
 //! Writes come in one [`ChangeSet`] per consumer batch, applied in one transaction: killmail
-//! rows (highest revision wins), names, pilot ship history (queued for a small batch, see
-//! [`history`]), then the engine's battle operations in order. Every aggregate on `battles` is recomputed from `battle_killmails` and
+//! rows (highest revision wins) with each killmail's pilot lines, names, the pilot ship history
+//! queue (moved into its table in bulk, see [`history`]), then the engine's battle operations in
+//! order. Every aggregate on `battles` is recomputed from `battle_killmails` and
 //! `battle_participants` inside that transaction, and the revision only moves when a value
 //! changed, so a redelivered batch changes nothing. Events are never written here directly by
 //! the consumer: the sides refresher reads dirty battles, computes sides and enqueues
@@ -22,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{BattleOp, NameRow, StoredKill, WorkingSet};
 
 mod history;
-use history::Moved;
 /// Systems, regions and security types of one battle.
 type Places = (BTreeSet<i64>, BTreeSet<i64>, BTreeSet<String>);
 
@@ -224,10 +224,13 @@ pub struct SqlBattleStore {
     db: Database,
     /// Names this store committed, so a batch repeating known names writes none of them.
     names_written: parking_lot::Mutex<WrittenNames>,
-    /// Killmails in `ship_history_queue` as far as this store knows (0 after a restart until
-    /// the next full move): only decides when a small batch moves the queue inline.
+    /// Killmails in `ship_history_queue` as far as this store knows ([`QUEUE_UNKNOWN`] until
+    /// counted): only decides when a batch moves the queue.
     queued: std::sync::atomic::AtomicUsize,
 }
+
+/// [`SqlBattleStore::queued`] before the first count.
+const QUEUE_UNKNOWN: usize = usize::MAX;
 
 /// The names a store committed, bounded (cleared when full: names are cheap to write again).
 #[derive(Debug, Default)]
@@ -259,8 +262,23 @@ impl SqlBattleStore {
         Self {
             db,
             names_written: parking_lot::Mutex::default(),
-            queued: std::sync::atomic::AtomicUsize::new(0),
+            queued: std::sync::atomic::AtomicUsize::new(QUEUE_UNKNOWN),
         }
+    }
+
+    /// The killmails in the ship history queue (counted once, then kept up to date).
+    async fn queued_killmails(&self) -> StoreResult<usize> {
+        use std::sync::atomic::Ordering;
+        let known = self.queued.load(Ordering::Relaxed);
+        if known != QUEUE_UNKNOWN {
+            return Ok(known);
+        }
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ship_history_queue")
+            .fetch_one(self.db.pool())
+            .await?;
+        let n = usize::try_from(n).unwrap_or(0);
+        self.queued.store(n, Ordering::Relaxed);
+        Ok(n)
     }
 
     pub fn database(&self) -> &Database {
@@ -434,17 +452,16 @@ impl Touched {
     }
 }
 
-/// Writes the batch's killmails (highest revision wins) and their ship history (directly, or
-/// queued while `moved` is not done); returns the ids of the rows really written (new, or
-/// replaced by a higher revision): only their names are taken, so a redelivered older revision
-/// never overwrites a newer name.
+/// Writes the batch's killmails (highest revision wins) with their pilot lines, and queues
+/// their ship history; returns the ids of the rows really written (new, or replaced by a
+/// higher revision): only their names are taken, so a redelivered older revision never
+/// overwrites a newer name.
 async fn upsert_kills(
     conn: &mut AnyConnection,
     backend: Backend,
     kills: &[StoredKill],
     touched: &mut Touched,
-    moved: &mut Moved,
-) -> StoreResult<HashSet<u64>> {
+) -> StoreResult<(HashSet<u64>, usize)> {
     // Highest revision per id within the batch (PostgreSQL refuses to update a row twice).
     let mut best: BTreeMap<u64, &StoredKill> = BTreeMap::new();
     for k in kills {
@@ -453,18 +470,50 @@ async fn upsert_kills(
             *e = k;
         }
     }
-    let kills: Vec<&StoredKill> = best.into_values().collect();
-    let mut written: HashSet<u64> = HashSet::with_capacity(kills.len());
-    let mut replaced: Vec<i64> = Vec::new();
-    for chunk in chunked(&kills, max_rows(10)) {
-        let mut ph = Ph::new(backend);
+    // The revisions already stored (read inside this transaction, under the writer's lock):
+    // what is written is decided here rather than returned row by row by the upsert, since
+    // every returned row is a round trip through the driver and a backlog's rows are all new.
+    let mut stored: HashMap<u64, i64> = HashMap::new();
+    let ids: Vec<u64> = best.keys().copied().collect();
+    for chunk in chunked(&ids, IN_LIST) {
         let sql = format!(
-            "INSERT INTO killmails (killmail_id, revision, time_ms, system_id, region_id, security_type, security_status, isk_value, isk_dropped, data) VALUES {} \
+            "SELECT killmail_id, revision FROM killmails WHERE killmail_id IN ({})",
+            Ph::new(backend).list(chunk.len())
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for id in chunk {
+            q = q.bind(i(*id));
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            stored.insert(u(row.try_get(0)?), row.try_get(1)?);
+        }
+    }
+    let kills: Vec<&StoredKill> = best
+        .into_values()
+        .filter(|k| {
+            stored
+                .get(&k.kill.killmail_id)
+                .is_none_or(|&rev| i64::from(k.revision) > rev)
+        })
+        .collect();
+    let written: HashSet<u64> = kills.iter().map(|k| k.kill.killmail_id).collect();
+    // Rows replaced by a higher revision may sit in a battle already.
+    let replaced: Vec<i64> = kills
+        .iter()
+        .filter(|k| stored.contains_key(&k.kill.killmail_id))
+        .map(|k| i(k.kill.killmail_id))
+        .collect();
+    for chunk in chunked(&kills, max_rows(11)) {
+        let mut ph = Ph::new(backend);
+        // A killmail's pilots never change across revisions; rows stored before the column
+        // existed get theirs on the next revision.
+        let sql = format!(
+            "INSERT INTO killmails (killmail_id, revision, time_ms, system_id, region_id, security_type, security_status, isk_value, isk_dropped, data, pilots) VALUES {} \
              ON CONFLICT (killmail_id) DO UPDATE SET revision = excluded.revision, time_ms = excluded.time_ms, system_id = excluded.system_id, \
              region_id = excluded.region_id, security_type = excluded.security_type, security_status = excluded.security_status, \
-             isk_value = excluded.isk_value, isk_dropped = excluded.isk_dropped, data = excluded.data \
-             WHERE excluded.revision > killmails.revision RETURNING killmail_id, revision",
-            ph.values(chunk.len(), 10)
+             isk_value = excluded.isk_value, isk_dropped = excluded.isk_dropped, data = excluded.data, pilots = excluded.pilots \
+             WHERE excluded.revision > killmails.revision",
+            ph.values(chunk.len(), 11)
         );
         let mut q = sqlx::query(dynamic_sql(sql));
         for k in chunk {
@@ -480,34 +529,20 @@ async fn upsert_kills(
                 .bind(k.security_status)
                 .bind(k.kill.isk_value)
                 .bind(k.kill.isk_dropped)
-                .bind(data);
+                .bind(data)
+                .bind(history::encode(&history::lines(&k.kill)));
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            let (id, rev): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            written.insert(u(id));
-            // Revision 0 rows are first inserts; higher ones may replace a row already in a battle.
-            if rev > 0 {
-                replaced.push(id);
-            }
-        }
+        q.execute(&mut *conn).await?;
     }
     // Ship history of the rows just written (a redelivery has its history already; a new
-    // revision does not change it): written directly once the queue is moved, else queued.
+    // revision does not change it), queued.
     let fresh: Vec<&StoredKill> = kills
         .iter()
         .copied()
         .filter(|k| written.contains(&k.kill.killmail_id))
         .collect();
-    if moved.is_done() {
-        let mut rows = history::Rows::default();
-        for k in &fresh {
-            rows.add_kill(k);
-        }
-        rows.write(conn, backend).await?;
-    } else {
-        history::queue(conn, backend, &fresh).await?;
-        moved.queued += fresh.len();
-    }
+    history::queue(conn, backend, &fresh).await?;
+    let fresh_len = fresh.len();
     for chunk in chunked(&replaced, IN_LIST) {
         let mut ph = Ph::new(backend);
         let sql = format!(
@@ -525,7 +560,7 @@ async fn upsert_kills(
             touched.add(u(b), false);
         }
     }
-    Ok(written)
+    Ok((written, fresh_len))
 }
 
 /// (kind, id) → hash of the name last committed, to skip unchanged names.
@@ -596,7 +631,6 @@ async fn add_kills(
     battle: u64,
     ids: &[u64],
     batch: &BatchKills<'_>,
-    moved: &mut Moved,
     touched: &mut Touched,
 ) -> StoreResult<()> {
     for chunk in chunked(ids, IN_LIST) {
@@ -637,41 +671,79 @@ async fn add_kills(
             }
             q.execute(&mut *conn).await?;
         }
-        add_participants(conn, backend, battle, chunk, batch, moved).await?;
+        add_participants(conn, backend, battle, chunk, batch).await?;
     }
     Ok(())
 }
 
-/// Participants of `ids` joining `battle`: the batch's own killmails from memory (a live update
-/// never reads the ship history), any other from `pilot_ship_history` (the queue moved first).
-/// Both keep the smallest corporation/alliance id per pilot, as [`rebuild_members`] does.
-async fn add_participants(
+/// The pilot lines of these killmails: the batch's own from memory (a live update reads
+/// nothing back), the others from their stored `pilots` (or, for a row stored before that
+/// column, from its killmail data). Killmails without a row are left out.
+async fn pilot_lines(
     conn: &mut AnyConnection,
     backend: Backend,
-    battle: u64,
     ids: &[u64],
     batch: &BatchKills<'_>,
-    moved: &mut Moved,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<Vec<history::Line>>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut stored: Vec<u64> = Vec::new();
+    for id in ids {
+        match batch.get(id) {
+            Some(k) => out.push(history::lines(&k.kill)),
+            None => stored.push(*id),
+        }
+    }
+    for chunk in chunked(&stored, IN_LIST) {
+        let sql = format!(
+            "SELECT pilots, CASE WHEN pilots IS NULL THEN data END FROM killmails WHERE killmail_id IN ({})",
+            Ph::new(backend).list(chunk.len())
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for id in chunk {
+            q = q.bind(i(*id));
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push(stored_lines(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// A stored killmail's lines from (`pilots`, `data` when `pilots` is NULL).
+fn stored_lines(row: &sqlx::any::AnyRow) -> StoreResult<Vec<history::Line>> {
+    if let Some(bytes) = row.try_get::<Option<Vec<u8>>, _>(0)? {
+        return Ok(history::decode(&bytes));
+    }
+    let data: Option<String> = row.try_get(1)?;
+    let kill: ClusterKill = serde_json::from_str(data.as_deref().unwrap_or_default())
+        .map_err(|e| StoreError::Other(format!("stored killmail: {e}")))?;
+    Ok(history::lines(&kill))
+}
+
+/// One row per pilot of these lines, with the smallest corporation/alliance id seen (the same
+/// whatever order the killmails arrived in), sorted by character.
+fn participants_of(lines: &[Vec<history::Line>]) -> Vec<(i64, (Option<i64>, Option<i64>))> {
     let min = |a: Option<i64>, b: Option<i64>| match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, y) => x.or(y),
     };
     let mut pilots: BTreeMap<i64, (Option<i64>, Option<i64>)> = BTreeMap::new();
-    let mut stored: Vec<u64> = Vec::new();
-    for id in ids {
-        let Some(k) = batch.get(id) else {
-            stored.push(*id);
-            continue;
-        };
-        for l in history::lines(&k.kill) {
-            let e = pilots
-                .entry(l.character_id)
-                .or_insert((l.corporation_id, l.alliance_id));
-            *e = (min(e.0, l.corporation_id), min(e.1, l.alliance_id));
-        }
+    for l in lines.iter().flatten() {
+        let e = pilots
+            .entry(l.character_id)
+            .or_insert((l.corporation_id, l.alliance_id));
+        *e = (min(e.0, l.corporation_id), min(e.1, l.alliance_id));
     }
-    let pilots: Vec<_> = pilots.into_iter().collect();
+    pilots.into_iter().collect()
+}
+
+/// Inserts (or widens, see [`PARTICIPANT_MIN`]) the participants of `battle`.
+async fn insert_participants(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    battle: u64,
+    pilots: &[(i64, (Option<i64>, Option<i64>))],
+) -> StoreResult<()> {
     insert_values(
         conn,
         backend,
@@ -680,38 +752,48 @@ async fn add_participants(
             PARTICIPANT_MIN,
         ),
         4,
-        &pilots,
+        pilots,
         |q, (ch, (corp, all))| q.bind(i(battle)).bind(*ch).bind(*corp).bind(*all),
     )
-    .await?;
-    if stored.is_empty() {
-        return Ok(());
-    }
-    moved.ensure(conn, backend).await?;
-    for chunk in chunked(&stored, IN_LIST) {
-        let mut ph = Ph::new(backend);
-        let b = ph.next();
-        let l = ph.list(chunk.len());
-        let mut q = sqlx::query(dynamic_sql(format!(
-            "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) SELECT {b}, character_id, MIN(corporation_id), MIN(alliance_id) \
-             FROM pilot_ship_history WHERE killmail_id IN ({l}) GROUP BY character_id {PARTICIPANT_MIN}"
-        )))
-        .bind(i(battle));
-        for id in chunk {
-            q = q.bind(i(*id));
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
+    .await
 }
 
-async fn rebuild_members(conn: &mut AnyConnection, battle: u64) -> StoreResult<()> {
+/// Participants of `ids` joining `battle`, from the killmails' own lines.
+async fn add_participants(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    battle: u64,
+    ids: &[u64],
+    batch: &BatchKills<'_>,
+) -> StoreResult<()> {
+    let lines = pilot_lines(conn, backend, ids, batch).await?;
+    insert_participants(conn, backend, battle, &participants_of(&lines)).await
+}
+
+/// Rebuilds a battle's participants and systems from its killmails (after some left it).
+async fn rebuild_members(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    battle: u64,
+) -> StoreResult<()> {
     let b = i(battle);
+    sqlx::query("DELETE FROM battle_participants WHERE battle_id = $1")
+        .bind(b)
+        .execute(&mut *conn)
+        .await?;
+    let rows = sqlx::query(
+        "SELECT m.pilots, CASE WHEN m.pilots IS NULL THEN m.data END FROM battle_killmails k \
+         JOIN killmails m ON m.killmail_id = k.killmail_id WHERE k.battle_id = $1",
+    )
+    .bind(b)
+    .fetch_all(&mut *conn)
+    .await?;
+    let lines = rows
+        .iter()
+        .map(stored_lines)
+        .collect::<StoreResult<Vec<_>>>()?;
+    insert_participants(conn, backend, battle, &participants_of(&lines)).await?;
     for sql in [
-        "DELETE FROM battle_participants WHERE battle_id = $1",
-        "INSERT INTO battle_participants (battle_id, character_id, corporation_id, alliance_id) \
-         SELECT $1, h.character_id, MIN(h.corporation_id), MIN(h.alliance_id) FROM pilot_ship_history h \
-         JOIN battle_killmails k ON k.killmail_id = h.killmail_id WHERE k.battle_id = $1 GROUP BY h.character_id",
         "DELETE FROM battle_systems WHERE battle_id = $1",
         "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) \
          SELECT $1, k.system_id, MIN(m.region_id), MIN(m.security_type) FROM battle_killmails k \
@@ -793,7 +875,6 @@ async fn apply_op(
     op: &BattleOp,
     now_ms: i64,
     batch: &BatchKills<'_>,
-    moved: &mut Moved,
     touched: &mut Touched,
 ) -> StoreResult<()> {
     match op {
@@ -820,16 +901,7 @@ async fn apply_op(
             battle_id,
             killmail_ids,
         } => {
-            add_kills(
-                conn,
-                backend,
-                *battle_id,
-                killmail_ids,
-                batch,
-                moved,
-                touched,
-            )
-            .await?;
+            add_kills(conn, backend, *battle_id, killmail_ids, batch, touched).await?;
             touched.add(*battle_id, false);
         }
         BattleOp::RemoveKills {
@@ -997,18 +1069,12 @@ impl BattleStore for SqlBattleStore {
     async fn apply(&self, changes: &ChangeSet) -> StoreResult<()> {
         use std::sync::atomic::Ordering;
         let backend = self.db.backend();
+        // Counted before this batch's rows are there (once per process).
+        let queued_before = self.queued_killmails().await?;
         let mut tx = self.db.begin().await?;
         let mut touched = Touched::default();
-        // A backlog's batch (or a long queue) moves the queue and writes its history directly;
-        // a live one queues it (see `history`).
-        let mut moved = Moved::default();
-        if changes.kills.len() >= history::INLINE_MIN_KILLS
-            || self.queued.load(Ordering::Relaxed) >= history::QUEUE_CAP
-        {
-            moved.ensure(&mut tx, backend).await?;
-        }
-        let written =
-            upsert_kills(&mut tx, backend, &changes.kills, &mut touched, &mut moved).await?;
+        let (written, queued) =
+            upsert_kills(&mut tx, backend, &changes.kills, &mut touched).await?;
         let names = {
             let known = self.names_written.lock().clone_for(&changes.names);
             upsert_names(&mut tx, backend, &changes.names, &written, &known).await?
@@ -1019,31 +1085,22 @@ impl BattleStore for SqlBattleStore {
             .map(|k| (k.kill.killmail_id, k))
             .collect();
         for op in &changes.ops {
-            apply_op(
-                &mut tx,
-                backend,
-                op,
-                changes.now_ms,
-                &batch,
-                &mut moved,
-                &mut touched,
-            )
-            .await?;
+            apply_op(&mut tx, backend, op, changes.now_ms, &batch, &mut touched).await?;
         }
         for (&b, &full) in &touched.battles {
             if full {
-                moved.ensure(&mut tx, backend).await?;
-                rebuild_members(&mut tx, b).await?;
+                rebuild_members(&mut tx, backend, b).await?;
             }
             recompute(&mut tx, b, changes.now_ms).await?;
         }
         tx.commit().await?;
         // Remembered only once committed: a rolled-back name is written again next time.
         self.names_written.lock().remember(names);
-        if moved.is_done() {
-            self.queued.store(0, Ordering::Relaxed);
+        // A backlog is never idle, so its queue is moved here, in bulk, once it is long.
+        if queued_before + queued >= history::QUEUE_CAP {
+            self.move_ship_history(usize::MAX).await?;
         } else {
-            self.queued.fetch_add(moved.queued, Ordering::Relaxed);
+            self.queued.fetch_add(queued, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -1051,13 +1108,19 @@ impl BattleStore for SqlBattleStore {
     async fn move_ship_history(&self, max_lines: usize) -> StoreResult<usize> {
         use std::sync::atomic::Ordering;
         let mut tx = self.db.begin().await?;
-        let (killmails, _) = history::move_queued(&mut tx, self.db.backend(), max_lines).await?;
+        let (killmails, lines) =
+            history::move_queued(&mut tx, self.db.backend(), max_lines).await?;
         tx.commit().await?;
-        let _ = self
-            .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-                Some(q.saturating_sub(killmails))
-            });
+        if lines < max_lines {
+            // The queue ran out: it is empty now.
+            self.queued.store(0, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .queued
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                    (q != QUEUE_UNKNOWN).then(|| q.saturating_sub(killmails))
+                });
+        }
         Ok(killmails)
     }
 
@@ -1416,7 +1479,7 @@ impl BattleStore for SqlBattleStore {
         // (dropped below), never not at all.
         let mut out: Vec<ShipHistoryRow> = Vec::new();
         let mut queued_ids = Vec::new();
-        for q in history::all_queued(&mut conn).await? {
+        for q in history::queued_with(&mut conn, self.db.backend(), ch).await? {
             for l in q.lines.iter().filter(|l| l.character_id == ch) {
                 queued_ids.push(q.killmail_id);
                 out.push(ShipHistoryRow {

@@ -372,9 +372,10 @@ async fn stale_sides_are_not_saved(db: Database) {
     assert!(!store.dirty_battles(100).await.unwrap().contains(&id));
 }
 
-/// One killmail per batch (live) queues ship history instead of writing it; battles, pilots,
-/// sides and a pilot's ships must still equal those of the same killmails in one backlog batch,
-/// before and after the queue moves, and a merge over queued killmails keeps every pilot.
+/// Batches queue ship history instead of writing it; battles, pilots, sides and a pilot's
+/// ships of one killmail per batch (live) must equal those of the same killmails in one
+/// backlog batch, before and after the queue moves, and a merge over queued killmails keeps
+/// every pilot — also for killmails stored before they carried their own pilot lines.
 async fn live_batches_queue_ship_history_and_match_a_backlog(db: Database) {
     let events = enriched(&fixture("uw9b-f"));
     let reference_dir = bs_testkit::temp_dir();
@@ -382,7 +383,7 @@ async fn live_batches_queue_ship_history_and_match_a_backlog(db: Database) {
     reference.ingest(&events).await.unwrap();
     reference.refresh().await.unwrap();
 
-    let live = battles_on(db, EngineSettings::default()).await;
+    let live = battles_on(db.clone(), EngineSettings::default()).await;
     for e in &events {
         live.ingest(std::slice::from_ref(e)).await.unwrap();
     }
@@ -413,7 +414,8 @@ async fn live_batches_queue_ship_history_and_match_a_backlog(db: Database) {
     assert_eq!(live.store().ship_history(pilot, 100).await.unwrap(), ships);
 
     // A new killmail queued by a live batch (no battle yet), then a battle carved from it and
-    // four others and merged back: its pilot must come from the queue, moved first.
+    // four others and merged back: its pilot must count although its history is still queued,
+    // and the four others' too, read from their data as rows of before migration 6 are.
     let store = live.store();
     let mut late = big[0].clone();
     late.kill.killmail_id = big.iter().map(|k| k.kill.killmail_id).max().unwrap() + 1;
@@ -450,6 +452,13 @@ async fn live_batches_queue_ship_history_and_match_a_backlog(db: Database) {
     };
     let mut carved_kills: Vec<&bs_battle::domain::StoredKill> = big.iter().rev().take(4).collect();
     carved_kills.push(&late);
+    for k in &carved_kills[..4] {
+        bs_store::sqlx::query("UPDATE killmails SET pilots = NULL WHERE killmail_id = $1")
+            .bind(k.kill.killmail_id as i64)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
     for (n, ops) in [
         vec![
             BattleOp::Create {
@@ -492,9 +501,13 @@ async fn live_batches_queue_ship_history_and_match_a_backlog(db: Database) {
         (row.total_kills, row.pilots),
         (expected[0].1 + 1, expected[0].2 + 1)
     );
+    let late_pilot = late.kill.victim.character_id.unwrap();
+    let queued = store.ship_history(late_pilot, 10).await.unwrap();
+    assert_eq!(queued.len(), 1, "the queued line is served: {queued:?}");
     assert_eq!(
         store.move_ship_history(50).await.unwrap(),
-        0,
-        "moved inline"
+        1,
+        "nothing moved the queue inline"
     );
+    assert_eq!(store.ship_history(late_pilot, 10).await.unwrap(), queued);
 }

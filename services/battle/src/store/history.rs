@@ -1,22 +1,25 @@
-//! Ship history off the live path.
+//! Ship history off the write path.
 //!
 //! Every killmail adds one `pilot_ship_history` line per pilot and ship (the victim's marked
-//! lost). That table is keyed by character, so its inserts land all over its two b-trees:
-//! 10–15 µs a line on SQLite here, ≈ 9 ms for a 600-pilot killmail — most of a live update.
-//! So a small batch (a live killmail) *queues* each killmail's lines as one row of
-//! `ship_history_queue`, keyed by killmail and written in the killmail's transaction, and the
-//! lines are *moved* into `pilot_ship_history` in bulk later:
+//! lost). That table is keyed by character, so inserts land all over its b-tree: a batch of
+//! killmails dirties a page per pilot, and every transaction writes each page it dirtied to the
+//! WAL again. Inserting line by line with each batch rewrote most of the table's pages on
+//! every batch of a backlog (≈ 10–15 µs a line here; 400 k WAL frames for the 79 k week).
+//! So every batch *queues* each killmail's lines as one row of `ship_history_queue`, keyed by
+//! killmail (appends), in the killmail's transaction, and the lines are *moved* into
+//! `pilot_ship_history` in bulk, sorted by the table's key so each page is written once per
+//! move:
 //!
 //! * by the service's background task while the consumer is idle ([`move_queued`] in short
 //!   transactions, so a live update never waits long for the write lock);
-//! * inline by a batch that is big anyway (a backlog: [`INLINE_MIN_KILLS`]) or that finds the
-//!   queue over [`QUEUE_CAP`];
-//! * inline by anything that reads `pilot_ship_history` by killmail inside a transaction
-//!   (participants of kills from outside the batch, member rebuilds): [`Moved::ensure`].
+//! * by a batch that finds the queue at [`QUEUE_CAP`] (a backlog, which is never idle), in
+//!   one transaction after its own.
 //!
-//! Nothing is lost on a crash: the queue row commits with the killmail, and a move deletes
-//! queue rows in the transaction that inserts their lines (both idempotent). The ships endpoint
-//! reads the queue as well as the table, so it never misses a killmail.
+//! Nothing reads `pilot_ship_history` to cluster: a battle's participants come from each
+//! killmail's own lines, stored with it (`killmails.pilots`, the same encoding). Nothing is
+//! lost on a crash: the queue row commits with the killmail, and a move deletes queue rows in
+//! the transaction that inserts their lines (both idempotent). The ships endpoint reads the
+//! queue as well as the table, so it never misses a killmail.
 
 use std::collections::BTreeMap;
 
@@ -26,12 +29,12 @@ use bs_store::{Backend, StoreResult, dynamic_sql};
 
 use super::{Ph, StoredKill, chunked, i, insert_values};
 
-/// Batches of at least this many killmails write their history inline (and move the queue).
-pub(super) const INLINE_MIN_KILLS: usize = 64;
-/// Queued killmails (an estimate) past which even a small batch moves the queue inline.
-pub(super) const QUEUE_CAP: usize = 5_000;
+/// Queued killmails (≈ 6 lines each) at which a batch moves the whole queue. The larger, the
+/// fewer times a move rewrites the table's pages during a backlog; it bounds the memory of a
+/// move (≈ 100 bytes a line) and the queue the ships endpoint scans.
+pub(super) const QUEUE_CAP: usize = 20_000;
 /// Queue rows read per statement while moving.
-const MOVE_CHUNK: usize = 256;
+const MOVE_CHUNK: usize = 1024;
 
 /// One line: a pilot on a killmail in one ship.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +81,7 @@ pub(super) fn lines(kill: &ClusterKill) -> Vec<Line> {
 const LINE_BYTES: usize = 5 * 8;
 
 /// Five little-endian i64 per line; 0 stands for "none" (no EVE id is 0).
-fn encode(lines: &[Line]) -> Vec<u8> {
+pub(super) fn encode(lines: &[Line]) -> Vec<u8> {
     let mut out = Vec::with_capacity(lines.len() * LINE_BYTES);
     for l in lines {
         for v in [
@@ -94,7 +97,7 @@ fn encode(lines: &[Line]) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Vec<Line> {
+pub(super) fn decode(bytes: &[u8]) -> Vec<Line> {
     let field = |c: &[u8], n: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&c[n * 8..n * 8 + 8]);
@@ -125,16 +128,6 @@ impl Rows {
                 .entry((l.character_id, killmail_id, l.ship_type_id))
                 .or_insert((time_ms, system_id, *l));
         }
-    }
-
-    pub fn add_kill(&mut self, k: &StoredKill) {
-        let km = &k.kill;
-        self.add(
-            i(km.killmail_id),
-            km.time_ms,
-            i64::from(km.system_id),
-            &lines(km),
-        );
     }
 
     pub fn len(&self) -> usize {
@@ -213,82 +206,71 @@ fn queued(row: &sqlx::any::AnyRow) -> StoreResult<Queued> {
 }
 
 /// Moves queued killmails into `pilot_ship_history`, oldest ids first, until the queue is
-/// empty or at least `max_lines` lines moved; returns (killmails, lines) moved.
+/// empty or at least `max_lines` lines are read; returns (killmails, lines) moved. The lines
+/// are inserted in one pass sorted by the table's key, whatever their killmails.
 pub(super) async fn move_queued(
     conn: &mut AnyConnection,
     backend: Backend,
     max_lines: usize,
 ) -> StoreResult<(usize, usize)> {
-    let (mut killmails, mut moved) = (0, 0);
-    while moved < max_lines {
+    let mut batch = Rows::default();
+    let mut ids: Vec<i64> = Vec::new();
+    let mut after = i64::MIN;
+    while batch.len() < max_lines {
         let rows = sqlx::query(
-            "SELECT killmail_id, time_ms, system_id, lines FROM ship_history_queue ORDER BY killmail_id LIMIT $1",
+            "SELECT killmail_id, time_ms, system_id, lines FROM ship_history_queue WHERE killmail_id > $1 \
+             ORDER BY killmail_id LIMIT $2",
         )
+        .bind(after)
         // Lines per killmail average ~6: a small budget reads few rows at a time.
-        .bind((max_lines / 64).clamp(1, MOVE_CHUNK) as i64)
+        .bind((max_lines / 6).clamp(1, MOVE_CHUNK) as i64)
         .fetch_all(&mut *conn)
         .await?;
-        if rows.is_empty() {
-            break;
-        }
-        let mut batch = Rows::default();
-        let mut ids = Vec::with_capacity(rows.len());
+        let Some(last) = rows.last() else { break };
+        after = last.try_get(0)?;
         for r in &rows {
             let q = queued(r)?;
             batch.add(q.killmail_id, q.time_ms, q.system_id, &q.lines);
             ids.push(q.killmail_id);
         }
-        moved += batch.len();
-        killmails += ids.len();
-        batch.write(conn, backend).await?;
-        for chunk in chunked(&ids, super::IN_LIST) {
-            let mut ph = Ph::new(backend);
-            let sql = format!(
-                "DELETE FROM ship_history_queue WHERE killmail_id IN ({})",
-                ph.list(chunk.len())
-            );
-            let mut q = sqlx::query(dynamic_sql(sql));
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *conn).await?;
-        }
     }
-    Ok((killmails, moved))
+    let lines = batch.len();
+    batch.write(conn, backend).await?;
+    for chunk in chunked(&ids, super::IN_LIST) {
+        let mut ph = Ph::new(backend);
+        let sql = format!(
+            "DELETE FROM ship_history_queue WHERE killmail_id IN ({})",
+            ph.list(chunk.len())
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok((ids.len(), lines))
 }
 
-/// Every queued killmail (the ships endpoint filters them; the queue is short).
-pub(super) async fn all_queued(conn: &mut AnyConnection) -> StoreResult<Vec<Queued>> {
-    let rows = sqlx::query("SELECT killmail_id, time_ms, system_id, lines FROM ship_history_queue")
+/// The queued killmails that may hold lines of `character_id`: those whose lines contain its
+/// 8-byte encoding anywhere (a byte search in the database; the caller filters the lines).
+pub(super) async fn queued_with(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    character_id: i64,
+) -> StoreResult<Vec<Queued>> {
+    let sql = match backend {
+        Backend::Sqlite => {
+            "SELECT killmail_id, time_ms, system_id, lines FROM ship_history_queue WHERE instr(lines, $1) > 0"
+        }
+        Backend::Postgres => {
+            "SELECT killmail_id, time_ms, system_id, lines FROM ship_history_queue WHERE position($1 in lines) > 0"
+        }
+    };
+    let rows = sqlx::query(sql)
+        .bind(character_id.to_le_bytes().to_vec())
         .fetch_all(&mut *conn)
         .await?;
     rows.iter().map(queued).collect()
-}
-
-/// Whether this transaction has moved the whole queue: from then on `pilot_ship_history` is
-/// complete for the rest of it, and its own killmails' lines are written directly.
-#[derive(Debug, Default)]
-pub(super) struct Moved {
-    done: bool,
-    /// Killmails this transaction queued while the queue was not moved.
-    pub queued: usize,
-}
-
-impl Moved {
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
-    /// Moves the whole queue once, so `pilot_ship_history` is complete for what follows in
-    /// this transaction.
-    pub async fn ensure(&mut self, conn: &mut AnyConnection, backend: Backend) -> StoreResult<()> {
-        if !self.done {
-            move_queued(conn, backend, usize::MAX).await?;
-            self.done = true;
-            self.queued = 0;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
