@@ -111,6 +111,13 @@ fn esi_client(url: &str) -> bs_esi::EsiClient {
 
 #[tokio::main]
 async fn main() {
+    // Experiments: `BENCH_CACHE_KIB=16384` sets the SQLite page cache per connection.
+    if let Some(kib) = std::env::var("BENCH_CACHE_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        bs_store::set_sqlite_cache_kib(kib);
+    }
     let limit: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

@@ -253,9 +253,9 @@ impl Enricher {
                 now,
             });
         }
-        self.store.write(&rows, time).await?;
-        self.write_generation.fetch_add(1, Ordering::AcqRel);
         report.published = rows.len();
+        self.store.write(rows, time).await?;
+        self.write_generation.fetch_add(1, Ordering::AcqRel);
         self.stats
             .published
             .fetch_add(report.published as u64, Ordering::Relaxed);
@@ -414,15 +414,16 @@ impl Enricher {
                 now,
             });
         }
-        self.store.write(&rows, time).await?;
+        let written = rows.len();
+        self.store.write(rows, time).await?;
         self.write_generation.fetch_add(1, Ordering::AcqRel);
         self.stats
             .updates_published
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            .fetch_add(written as u64, Ordering::Relaxed);
         self.stats
             .published
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
-        Ok((rows.len(), esi_complete))
+            .fetch_add(written as u64, Ordering::Relaxed);
+        Ok((written, esi_complete))
     }
 
     /// The background loop: re-enrich stale rows once, then resolve pending names until

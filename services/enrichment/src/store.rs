@@ -6,8 +6,9 @@
 //! transaction through the outbox, so a crash can never publish without storing or store
 //! without publishing.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use bs_events::{Event, KillmailEnriched};
@@ -77,7 +78,7 @@ pub trait EnrichmentStore: Send + Sync + 'static {
     async fn existing(&self, ids: &[i64]) -> StoreResult<HashMap<i64, ExistingRow>>;
     /// Upserts `rows` and enqueues each row's event as `killmail.enriched` (envelope time
     /// `published_at`) in one transaction.
-    async fn write(&self, rows: &[EnrichedRow], published_at: DateTime<Utc>) -> StoreResult<()>;
+    async fn write(&self, rows: Vec<EnrichedRow>, published_at: DateTime<Utc>) -> StoreResult<()>;
     /// The published payload of a killmail (`KillmailEnriched` JSON).
     async fn payload(&self, killmail_id: i64) -> StoreResult<Option<String>>;
     /// Payloads of many killmails, in no particular order.
@@ -238,6 +239,10 @@ const COLUMNS: &[&str] = &[
 /// (with `$N` names binding cost grows with the square of the count, which had capped
 /// this at 16). 64 × 42 binds stays far below both backends' parameter limits.
 const ROWS_PER_UPSERT: usize = 64;
+
+/// Statements encoded ahead of the one executing: two keep both cores busy on this machine
+/// while SQLite works on a third thread.
+const ENCODE_AHEAD: usize = 2;
 
 /// The multi-row upsert for `rows` rows; `enriched_at` keeps the first enrichment time.
 fn upsert_sql(rows: usize) -> String {
@@ -422,31 +427,55 @@ impl EnrichmentStore for SqlEnrichmentStore {
         Ok(out)
     }
 
-    async fn write(&self, rows: &[EnrichedRow], published_at: DateTime<Utc>) -> StoreResult<()> {
+    async fn write(&self, rows: Vec<EnrichedRow>, published_at: DateTime<Utc>) -> StoreResult<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut columns = Vec::with_capacity(rows.len());
-        let mut events = Vec::with_capacity(rows.len());
         // Serialising and compressing (two zstd frames a row) is most of a batch's CPU and
-        // independent per row: every core, before the transaction starts.
-        for e in bs_runtime::parallel::map(rows, |r| encode_row(r, published_at)) {
-            let e = e?;
-            columns.push(e.columns);
-            events.push(e.outbox);
-        }
+        // independent per row, so it runs on blocking threads, a statement's rows at a time,
+        // [`ENCODE_AHEAD`] statements ahead of the one SQLite is executing: the database
+        // thread and the encoders work at the same time instead of one after the other.
+        let rows = Arc::new(rows);
+        let statements: Vec<Range<usize>> = (0..rows.len())
+            .step_by(ROWS_PER_UPSERT)
+            .map(|start| start..(start + ROWS_PER_UPSERT).min(rows.len()))
+            .collect();
+        let encode = |range: Range<usize>| {
+            let rows = Arc::clone(&rows);
+            tokio::task::spawn_blocking(move || {
+                rows[range]
+                    .iter()
+                    .map(|r| encode_row(r, published_at))
+                    .collect::<StoreResult<Vec<Encoded>>>()
+            })
+        };
+        let mut ahead: VecDeque<_> = statements
+            .iter()
+            .take(ENCODE_AHEAD)
+            .map(|r| encode(r.clone()))
+            .collect();
         let backend = self.db.backend();
-        let mut columns = columns.into_iter();
+        let mut events = Vec::with_capacity(rows.len());
         let mut tx = self.db.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        for (n, range) in statements.iter().enumerate() {
+            let encoded = ahead
+                .pop_front()
+                .expect("one encoder per statement")
+                .await
+                .map_err(|e| StoreError::Other(format!("encoding rows: {e}")))??;
+            if let Some(next) = statements.get(n + ENCODE_AHEAD) {
+                ahead.push_back(encode(next.clone()));
+            }
+            let chunk = &rows[range.clone()];
             let sql = if chunk.len() == ROWS_PER_UPSERT {
                 UPSERT_FULL.clone()
             } else {
                 upsert_sql(chunk.len())
             };
             let mut q = sqlx::query(backend_sql(backend, sql));
-            for (row, enc) in chunk.iter().zip(columns.by_ref()) {
-                q = bind_row(q, row, enc);
+            for (row, enc) in chunk.iter().zip(encoded) {
+                events.push(enc.outbox);
+                q = bind_row(q, row, enc.columns);
             }
             q.execute(&mut *tx).await?;
         }
