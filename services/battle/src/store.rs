@@ -720,9 +720,12 @@ fn stored_lines(row: &sqlx::any::AnyRow) -> StoreResult<Vec<history::Line>> {
     Ok(history::lines(&kill))
 }
 
+/// A participant row: character, (corporation, alliance).
+type Participant = (i64, (Option<i64>, Option<i64>));
+
 /// One row per pilot of these lines, with the smallest corporation/alliance id seen (the same
 /// whatever order the killmails arrived in), sorted by character.
-fn participants_of(lines: &[Vec<history::Line>]) -> Vec<(i64, (Option<i64>, Option<i64>))> {
+fn participants_of(lines: &[Vec<history::Line>]) -> Vec<Participant> {
     let min = |a: Option<i64>, b: Option<i64>| match (a, b) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, y) => x.or(y),
@@ -742,7 +745,7 @@ async fn insert_participants(
     conn: &mut AnyConnection,
     backend: Backend,
     battle: u64,
-    pilots: &[(i64, (Option<i64>, Option<i64>))],
+    pilots: &[Participant],
 ) -> StoreResult<()> {
     insert_values(
         conn,

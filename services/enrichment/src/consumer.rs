@@ -159,6 +159,7 @@ impl Enricher {
         self.stats
             .consumed
             .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let t0 = std::time::Instant::now();
         // The last delivery of a killmail in a batch wins (it is the newest upstream).
         let mut by_id: HashMap<i64, usize> = HashMap::with_capacity(events.len());
         let mut prepared: Vec<Prepared> = Vec::with_capacity(events.len());
@@ -173,6 +174,7 @@ impl Enricher {
             }
         }
         let ids: Vec<i64> = prepared.iter().map(|p| p.killmail_id).collect();
+        let t1 = std::time::Instant::now();
         let generation = self.write_generation.load(Ordering::Acquire);
         let existing = self.store.existing(&ids).await?;
         let sde_version = self.sde_version().to_owned();
@@ -194,6 +196,7 @@ impl Enricher {
 
         let now = self.now_ms();
         let mut enriched = self.enrich_all(&prepared, now);
+        let t2 = std::time::Instant::now();
         let mut missing = Missing::default();
         for e in &enriched {
             missing.extend(&e.missing);
@@ -210,6 +213,7 @@ impl Enricher {
             .observe(enriched.iter().map(|e| &e.event), now);
 
         let _guard = self.write_lock.lock().await;
+        let t3 = std::time::Instant::now();
         // Re-read under the lock only if another writer (the resolver) committed meanwhile.
         let existing = if self.write_generation.load(Ordering::Acquire) == generation {
             existing
@@ -254,7 +258,20 @@ impl Enricher {
             });
         }
         report.published = rows.len();
+        if std::env::var_os("BS_DEBUG_T").is_some() {
+            eprintln!(
+                "DEBUGT prepare {} existing {} enrich {} rest {}",
+                (t1 - t0).as_micros(),
+                (t2 - t1).as_micros(),
+                (t3 - t2).as_micros(),
+                t3.elapsed().as_micros()
+            );
+        }
+        let t4 = std::time::Instant::now();
         self.store.write(rows, time).await?;
+        if std::env::var_os("BS_DEBUG_T").is_some() {
+            eprintln!("DEBUGT write {}", t4.elapsed().as_micros());
+        }
         self.write_generation.fetch_add(1, Ordering::AcqRel);
         self.stats
             .published
@@ -268,21 +285,19 @@ impl Enricher {
     }
 
     fn enrich_all(&self, prepared: &[Prepared], now: i64) -> Vec<domain::Enriched> {
+        // Per killmail and independent: every core (the catalog is read-only here).
         self.knowledge.with_catalog(now, |catalog| {
-            prepared
-                .iter()
-                .map(|p| {
-                    let input = Input {
-                        killmail: &p.input.killmail,
-                        hash: &p.input.hash,
-                        zkb: p.input.zkb.as_ref(),
-                        source: p.input.source,
-                    };
-                    let mut e = domain::enrich(input, catalog);
-                    self.knowledge.tickers.fill(&mut e, now);
-                    e
-                })
-                .collect()
+            bs_runtime::parallel::map(prepared, |p| {
+                let input = Input {
+                    killmail: &p.input.killmail,
+                    hash: &p.input.hash,
+                    zkb: p.input.zkb.as_ref(),
+                    source: p.input.source,
+                };
+                let mut e = domain::enrich(input, catalog);
+                self.knowledge.tickers.fill(&mut e, now);
+                e
+            })
         })
     }
 
@@ -501,7 +516,7 @@ fn prepare(ev: KillmailIngested) -> Prepared {
         zkb: ev.zkb,
         killmail: ev.killmail,
     };
-    let source_event = serde_json::to_string(&input).unwrap_or_default();
+    let source_event = crate::store::json(&input).unwrap_or_default();
     Prepared {
         killmail_id: input.killmail.killmail_id,
         input_hash: fingerprint(&source_event),

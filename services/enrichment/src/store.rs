@@ -237,8 +237,10 @@ const COLUMNS: &[&str] = &[
 /// Rows per upsert statement. Fewer, larger statements are what SQLite throughput needs;
 /// they are cheap only because [`backend_sql`] gives SQLite positional placeholders
 /// (with `$N` names binding cost grows with the square of the count, which had capped
-/// this at 16). 64 × 42 binds stays far below both backends' parameter limits.
-const ROWS_PER_UPSERT: usize = 64;
+/// this at 16). It is also the grain of the write pipeline (see `write`): on the warm week
+/// 64 rows ran at 19.8–21.9 k killmails/s, 128 at 21.3–22.8 k, 256 at 20.2–20.5 k.
+/// 128 × 42 binds stays far below both backends' parameter limits.
+const ROWS_PER_UPSERT: usize = 128;
 
 /// Statements encoded ahead of the one executing: two keep both cores busy on this machine
 /// while SQLite works on a third thread.
@@ -301,11 +303,14 @@ fn joined(text: String, zstd: Option<Vec<u8>>) -> StoreResult<String> {
 
 fn encode_row(row: &EnrichedRow, published_at: DateTime<Utc>) -> StoreResult<Encoded> {
     let e = &row.event;
-    let payload = serde_json::to_string(e).map_err(encode)?;
+    let payload = json(e)?;
+    // The source is compressed from a borrow: only a short one is copied as text.
+    let source_event = Payload::compress(&row.source_event)
+        .map_or_else(|| Payload::Text(row.source_event.clone()), Payload::Zstd);
     Ok(Encoded {
         columns: Columns {
             payload: Payload::encode(payload),
-            source_event: Payload::encode(row.source_event.clone()),
+            source_event,
         },
         outbox: OutboxRow {
             topic: KillmailEnriched::TOPIC.to_owned(),
@@ -316,6 +321,15 @@ fn encode_row(row: &EnrichedRow, published_at: DateTime<Utc>) -> StoreResult<Enc
             payload: Payload::reference(e.killmail_id),
         },
     })
+}
+
+/// `value` as JSON, written into a buffer sized for a typical enriched killmail (≈ 3.6 KB)
+/// instead of one grown by doubling.
+pub(crate) fn json(value: &impl serde::Serialize) -> StoreResult<String> {
+    let mut out = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut out, value).map_err(encode)?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(encode)
 }
 
 /// Binds one row's 42 values in [`COLUMNS`] order.

@@ -32,7 +32,7 @@ pub enum NameState<'a> {
 }
 
 /// Resolved names: `Some(name)`, or `None` for ids ESI says do not exist.
-pub trait NameBook {
+pub trait NameBook: Sync {
     fn get(&self, id: i64) -> NameState<'_>;
 }
 
