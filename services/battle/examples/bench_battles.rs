@@ -288,6 +288,12 @@ async fn main() {
         for chunk in before.chunks(500) {
             round.ingest(chunk).await.expect("ingest");
         }
+        // The setup's own ship history, moved as the idle service would have long ago.
+        round
+            .store()
+            .move_ship_history(usize::MAX)
+            .await
+            .expect("move the setup's history");
         // The battle so far arrived over its first hours in a live service, not in one bulk
         // write a moment ago: settle the setup's WAL (a checkpoint of a few MB, fsynced) so
         // the first timed commits do not queue behind it. Checkpoints the live updates cause

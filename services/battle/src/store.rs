@@ -443,6 +443,9 @@ fn decode_kill(
 #[derive(Default)]
 struct Touched {
     battles: BTreeMap<u64, bool>,
+    /// Killmails first stored by this transaction that no op has put in a battle yet: adding
+    /// them cannot take them from another battle, so that lookup is skipped.
+    unplaced: HashSet<u64>,
 }
 
 impl Touched {
@@ -497,12 +500,27 @@ async fn upsert_kills(
         })
         .collect();
     let written: HashSet<u64> = kills.iter().map(|k| k.kill.killmail_id).collect();
+    touched.unplaced.extend(
+        written
+            .iter()
+            .copied()
+            .filter(|id| !stored.contains_key(id)),
+    );
     // Rows replaced by a higher revision may sit in a battle already.
     let replaced: Vec<i64> = kills
         .iter()
         .filter(|k| stored.contains_key(&k.kill.killmail_id))
         .map(|k| i(k.kill.killmail_id))
         .collect();
+    // Each row's JSON and pilot lines are independent of the others: every core.
+    let encoded: Vec<(String, Vec<u8>)> = bs_runtime::parallel::map(&kills, |k| {
+        serde_json::to_string(&k.kill)
+            .map(|data| (data, history::encode(&history::lines(&k.kill))))
+            .map_err(|e| StoreError::Other(e.to_string()))
+    })
+    .into_iter()
+    .collect::<StoreResult<_>>()?;
+    let mut encoded = encoded.into_iter();
     for chunk in chunked(&kills, max_rows(11)) {
         let mut ph = Ph::new(backend);
         // A killmail's pilots never change across revisions; rows stored before the column
@@ -516,9 +534,7 @@ async fn upsert_kills(
             ph.values(chunk.len(), 11)
         );
         let mut q = sqlx::query(dynamic_sql(sql));
-        for k in chunk {
-            let data =
-                serde_json::to_string(&k.kill).map_err(|e| StoreError::Other(e.to_string()))?;
+        for (k, (data, pilots)) in chunk.iter().zip(encoded.by_ref()) {
             q = q
                 .bind(i(k.kill.killmail_id))
                 .bind(i64::from(k.revision))
@@ -530,7 +546,7 @@ async fn upsert_kills(
                 .bind(k.kill.isk_value)
                 .bind(k.kill.isk_dropped)
                 .bind(data)
-                .bind(history::encode(&history::lines(&k.kill)));
+                .bind(pilots);
         }
         q.execute(&mut *conn).await?;
     }
@@ -635,18 +651,23 @@ async fn add_kills(
 ) -> StoreResult<()> {
     for chunk in chunked(ids, IN_LIST) {
         // Kills moving here from another battle: that one loses them (rebuilt in full).
-        let mut ph = Ph::new(backend);
-        let b = ph.next();
-        let l = ph.list(chunk.len());
-        let mut q = sqlx::query(dynamic_sql(format!(
-            "SELECT DISTINCT battle_id FROM battle_killmails WHERE battle_id <> {b} AND killmail_id IN ({l})"
-        )))
-        .bind(i(battle));
-        for id in chunk {
-            q = q.bind(i(*id));
+        if !chunk.iter().all(|id| touched.unplaced.contains(id)) {
+            let mut ph = Ph::new(backend);
+            let b = ph.next();
+            let l = ph.list(chunk.len());
+            let mut q = sqlx::query(dynamic_sql(format!(
+                "SELECT DISTINCT battle_id FROM battle_killmails WHERE battle_id <> {b} AND killmail_id IN ({l})"
+            )))
+            .bind(i(battle));
+            for id in chunk {
+                q = q.bind(i(*id));
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                touched.add(u(row.try_get(0)?), true);
+            }
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            touched.add(u(row.try_get(0)?), true);
+        for id in chunk {
+            touched.unplaced.remove(id);
         }
         let stmts = [
             (
