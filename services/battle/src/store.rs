@@ -641,60 +641,94 @@ const PARTICIPANT_MIN: &str = "ON CONFLICT (battle_id, character_id) DO UPDATE S
 /// The batch's killmails by id: their participants come from memory, not from the table.
 type BatchKills<'a> = HashMap<u64, &'a StoredKill>;
 
+/// Adds killmails to battles: `adds` is a run of `AddKills` operations, applied as one
+/// (one statement per kind for all of them instead of a few per battle). A killmail named
+/// twice ends in the battle named last, as applying them in order would leave it; a battle it
+/// leaves — in the run or from before — is rebuilt in full.
 async fn add_kills(
     conn: &mut AnyConnection,
     backend: Backend,
-    battle: u64,
-    ids: &[u64],
+    adds: &[(u64, &[u64])],
     batch: &BatchKills<'_>,
     touched: &mut Touched,
 ) -> StoreResult<()> {
-    for chunk in chunked(ids, IN_LIST) {
-        // Kills moving here from another battle: that one loses them (rebuilt in full).
-        if !chunk.iter().all(|id| touched.unplaced.contains(id)) {
-            let mut ph = Ph::new(backend);
-            let b = ph.next();
-            let l = ph.list(chunk.len());
-            let mut q = sqlx::query(dynamic_sql(format!(
-                "SELECT DISTINCT battle_id FROM battle_killmails WHERE battle_id <> {b} AND killmail_id IN ({l})"
-            )))
-            .bind(i(battle));
-            for id in chunk {
-                q = q.bind(i(*id));
-            }
-            for row in q.fetch_all(&mut *conn).await? {
-                touched.add(u(row.try_get(0)?), true);
+    let mut target: BTreeMap<u64, u64> = BTreeMap::new();
+    for &(battle, ids) in adds {
+        touched.add(battle, false);
+        for &id in ids {
+            if let Some(before) = target.insert(id, battle)
+                && before != battle
+            {
+                touched.add(before, true);
             }
         }
+    }
+    // Kills moving here from another battle: that one loses them. Killmails this transaction
+    // stored first, and placed by no earlier operation, are in no battle: not looked up.
+    let placed: Vec<u64> = target
+        .keys()
+        .copied()
+        .filter(|id| !touched.unplaced.contains(id))
+        .collect();
+    for chunk in chunked(&placed, IN_LIST) {
+        let sql = format!(
+            "SELECT killmail_id, battle_id FROM battle_killmails WHERE killmail_id IN ({})",
+            Ph::new(backend).list(chunk.len())
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
         for id in chunk {
-            touched.unplaced.remove(id);
+            q = q.bind(i(*id));
         }
-        let stmts = [
-            (
-                "INSERT INTO battle_killmails (killmail_id, battle_id, time_ms, system_id, isk_value, isk_dropped) SELECT killmail_id, ",
-                ", time_ms, system_id, isk_value, isk_dropped FROM killmails WHERE killmail_id IN (",
-                ") ON CONFLICT (killmail_id) DO UPDATE SET battle_id = excluded.battle_id WHERE battle_killmails.battle_id <> excluded.battle_id",
-            ),
-            (
-                "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) SELECT ",
-                ", system_id, MIN(region_id), MIN(security_type) FROM killmails WHERE killmail_id IN (",
-                ") GROUP BY system_id ON CONFLICT (battle_id, system_id) DO NOTHING",
-            ),
-        ];
-        for (head, mid, tail) in stmts {
-            let mut ph = Ph::new(backend);
-            let b = ph.next();
-            let l = ph.list(chunk.len());
-            let mut q =
-                sqlx::query(dynamic_sql(format!("{head}{b}{mid}{l}{tail}"))).bind(i(battle));
-            for id in chunk {
-                q = q.bind(i(*id));
+        for row in q.fetch_all(&mut *conn).await? {
+            let (id, from): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            if target.get(&u(id)) != Some(&u(from)) {
+                touched.add(u(from), true);
+            }
+        }
+    }
+    for id in target.keys() {
+        touched.unplaced.remove(id);
+    }
+    let pairs: Vec<(u64, u64)> = target.iter().map(|(&k, &b)| (k, b)).collect();
+    // (killmail, battle) as a VALUES table: its columns are column1 and column2 on both
+    // engines.
+    let stmts = [
+        (
+            "INSERT INTO battle_killmails (killmail_id, battle_id, time_ms, system_id, isk_value, isk_dropped) \
+             SELECT m.killmail_id, v.column2, m.time_ms, m.system_id, m.isk_value, m.isk_dropped FROM (VALUES ",
+            ") AS v JOIN killmails m ON m.killmail_id = v.column1 WHERE true \
+             ON CONFLICT (killmail_id) DO UPDATE SET battle_id = excluded.battle_id WHERE battle_killmails.battle_id <> excluded.battle_id",
+        ),
+        (
+            "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) \
+             SELECT v.column2, m.system_id, MIN(m.region_id), MIN(m.security_type) FROM (VALUES ",
+            ") AS v JOIN killmails m ON m.killmail_id = v.column1 WHERE true GROUP BY v.column2, m.system_id \
+             ON CONFLICT (battle_id, system_id) DO NOTHING",
+        ),
+    ];
+    for part in chunked(&pairs, max_rows(2)) {
+        for (head, tail) in stmts {
+            let sql = format!("{head}{}{tail}", Ph::new(backend).values(part.len(), 2));
+            let mut q = sqlx::query(dynamic_sql(sql));
+            for (k, b) in part {
+                q = q.bind(i(*k)).bind(i(*b));
             }
             q.execute(&mut *conn).await?;
         }
-        add_participants(conn, backend, battle, chunk, batch).await?;
     }
-    Ok(())
+    // Participants, from the killmails' own lines, per battle.
+    let ids: Vec<u64> = target.keys().copied().collect();
+    let mut by_battle: BTreeMap<u64, Vec<Vec<history::Line>>> = BTreeMap::new();
+    for (id, lines) in pilot_lines(conn, backend, &ids, batch).await? {
+        if let Some(b) = target.get(&id) {
+            by_battle.entry(*b).or_default().push(lines);
+        }
+    }
+    let rows: Vec<(u64, Participant)> = by_battle
+        .iter()
+        .flat_map(|(b, lines)| participants_of(lines).into_iter().map(move |p| (*b, p)))
+        .collect();
+    insert_participants(conn, backend, &rows).await
 }
 
 /// The pilot lines of these killmails: the batch's own from memory (a live update reads
@@ -705,18 +739,18 @@ async fn pilot_lines(
     backend: Backend,
     ids: &[u64],
     batch: &BatchKills<'_>,
-) -> StoreResult<Vec<Vec<history::Line>>> {
+) -> StoreResult<Vec<(u64, Vec<history::Line>)>> {
     let mut out = Vec::with_capacity(ids.len());
     let mut stored: Vec<u64> = Vec::new();
     for id in ids {
         match batch.get(id) {
-            Some(k) => out.push(history::lines(&k.kill)),
+            Some(k) => out.push((*id, history::lines(&k.kill))),
             None => stored.push(*id),
         }
     }
     for chunk in chunked(&stored, IN_LIST) {
         let sql = format!(
-            "SELECT pilots, CASE WHEN pilots IS NULL THEN data END FROM killmails WHERE killmail_id IN ({})",
+            "SELECT pilots, CASE WHEN pilots IS NULL THEN data END, killmail_id FROM killmails WHERE killmail_id IN ({})",
             Ph::new(backend).list(chunk.len())
         );
         let mut q = sqlx::query(dynamic_sql(sql));
@@ -724,7 +758,7 @@ async fn pilot_lines(
             q = q.bind(i(*id));
         }
         for row in q.fetch_all(&mut *conn).await? {
-            out.push(stored_lines(&row)?);
+            out.push((u(row.try_get(2)?), stored_lines(&row)?));
         }
     }
     Ok(out)
@@ -761,12 +795,12 @@ fn participants_of(lines: &[Vec<history::Line>]) -> Vec<Participant> {
     pilots.into_iter().collect()
 }
 
-/// Inserts (or widens, see [`PARTICIPANT_MIN`]) the participants of `battle`.
+/// Inserts (or widens, see [`PARTICIPANT_MIN`]) participants: (battle, participant) rows,
+/// at most one per battle and character.
 async fn insert_participants(
     conn: &mut AnyConnection,
     backend: Backend,
-    battle: u64,
-    pilots: &[Participant],
+    rows: &[(u64, Participant)],
 ) -> StoreResult<()> {
     insert_values(
         conn,
@@ -776,22 +810,10 @@ async fn insert_participants(
             PARTICIPANT_MIN,
         ),
         4,
-        pilots,
-        |q, (ch, (corp, all))| q.bind(i(battle)).bind(*ch).bind(*corp).bind(*all),
+        rows,
+        |q, (battle, (ch, (corp, all)))| q.bind(i(*battle)).bind(*ch).bind(*corp).bind(*all),
     )
     .await
-}
-
-/// Participants of `ids` joining `battle`, from the killmails' own lines.
-async fn add_participants(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    battle: u64,
-    ids: &[u64],
-    batch: &BatchKills<'_>,
-) -> StoreResult<()> {
-    let lines = pilot_lines(conn, backend, ids, batch).await?;
-    insert_participants(conn, backend, battle, &participants_of(&lines)).await
 }
 
 /// Rebuilds a battle's participants and systems from its killmails (after some left it).
@@ -816,7 +838,11 @@ async fn rebuild_members(
         .iter()
         .map(stored_lines)
         .collect::<StoreResult<Vec<_>>>()?;
-    insert_participants(conn, backend, battle, &participants_of(&lines)).await?;
+    let participants: Vec<(u64, Participant)> = participants_of(&lines)
+        .into_iter()
+        .map(|p| (battle, p))
+        .collect();
+    insert_participants(conn, backend, &participants).await?;
     for sql in [
         "DELETE FROM battle_systems WHERE battle_id = $1",
         "INSERT INTO battle_systems (battle_id, system_id, region_id, security_type) \
@@ -925,8 +951,7 @@ async fn apply_op(
             battle_id,
             killmail_ids,
         } => {
-            add_kills(conn, backend, *battle_id, killmail_ids, batch, touched).await?;
-            touched.add(*battle_id, false);
+            add_kills(conn, backend, &[(*battle_id, killmail_ids)], batch, touched).await?;
         }
         BattleOp::RemoveKills {
             battle_id,
@@ -1108,8 +1133,31 @@ impl BattleStore for SqlBattleStore {
             .iter()
             .map(|k| (k.kill.killmail_id, k))
             .collect();
+        // A run of creations and additions (a batch's usual operations) is applied as one:
+        // the creations as they come, the additions together before the next other operation.
+        // Same result: creations neither read nor write membership, and `add_kills` keeps
+        // the order's last word per killmail.
+        let mut adds: Vec<(u64, &[u64])> = Vec::new();
         for op in &changes.ops {
-            apply_op(&mut tx, backend, op, changes.now_ms, &batch, &mut touched).await?;
+            match op {
+                BattleOp::AddKills {
+                    battle_id,
+                    killmail_ids,
+                } => adds.push((*battle_id, killmail_ids)),
+                BattleOp::Create { .. } => {
+                    apply_op(&mut tx, backend, op, changes.now_ms, &batch, &mut touched).await?;
+                }
+                _ => {
+                    if !adds.is_empty() {
+                        add_kills(&mut tx, backend, &adds, &batch, &mut touched).await?;
+                        adds.clear();
+                    }
+                    apply_op(&mut tx, backend, op, changes.now_ms, &batch, &mut touched).await?;
+                }
+            }
+        }
+        if !adds.is_empty() {
+            add_kills(&mut tx, backend, &adds, &batch, &mut touched).await?;
         }
         for (&b, &full) in &touched.battles {
             if full {
