@@ -478,18 +478,9 @@ async fn upsert_kills(
     // every returned row is a round trip through the driver and a backlog's rows are all new.
     let mut stored: HashMap<u64, i64> = HashMap::new();
     let ids: Vec<u64> = best.keys().copied().collect();
-    for chunk in chunked(&ids, IN_LIST) {
-        let sql = format!(
-            "SELECT killmail_id, revision FROM killmails WHERE killmail_id IN ({})",
-            Ph::new(backend).list(chunk.len())
-        );
-        let mut q = sqlx::query(dynamic_sql(sql));
-        for id in chunk {
-            q = q.bind(i(*id));
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            stored.insert(u(row.try_get(0)?), row.try_get(1)?);
-        }
+    let select = "SELECT killmail_id, revision FROM killmails WHERE killmail_id IN";
+    for row in rows_of_killmails(conn, backend, select, &ids).await? {
+        stored.insert(u(row.try_get(0)?), row.try_get(1)?);
     }
     let kills: Vec<&StoredKill> = best
         .into_values()
@@ -670,20 +661,11 @@ async fn add_kills(
         .copied()
         .filter(|id| !touched.unplaced.contains(id))
         .collect();
-    for chunk in chunked(&placed, IN_LIST) {
-        let sql = format!(
-            "SELECT killmail_id, battle_id FROM battle_killmails WHERE killmail_id IN ({})",
-            Ph::new(backend).list(chunk.len())
-        );
-        let mut q = sqlx::query(dynamic_sql(sql));
-        for id in chunk {
-            q = q.bind(i(*id));
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let (id, from): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            if target.get(&u(id)) != Some(&u(from)) {
-                touched.add(u(from), true);
-            }
+    let select = "SELECT killmail_id, battle_id FROM battle_killmails WHERE killmail_id IN";
+    for row in rows_of_killmails(conn, backend, select, &placed).await? {
+        let (id, from): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if target.get(&u(id)) != Some(&u(from)) {
+            touched.add(u(from), true);
         }
     }
     for id in target.keys() {
@@ -748,18 +730,29 @@ async fn pilot_lines(
             None => stored.push(*id),
         }
     }
-    for chunk in chunked(&stored, IN_LIST) {
-        let sql = format!(
-            "SELECT pilots, CASE WHEN pilots IS NULL THEN data END, killmail_id FROM killmails WHERE killmail_id IN ({})",
-            Ph::new(backend).list(chunk.len())
-        );
+    let select = "SELECT pilots, CASE WHEN pilots IS NULL THEN data END, killmail_id FROM killmails WHERE killmail_id IN";
+    for row in rows_of_killmails(conn, backend, select, &stored).await? {
+        out.push((u(row.try_get(2)?), stored_lines(&row)?));
+    }
+    Ok(out)
+}
+
+/// The rows of `select` (a query ending in `killmail_id IN`) for these killmails, in IN lists
+/// of [`IN_LIST`].
+async fn rows_of_killmails(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    select: &str,
+    ids: &[u64],
+) -> StoreResult<Vec<sqlx::any::AnyRow>> {
+    let mut out = Vec::new();
+    for chunk in chunked(ids, IN_LIST) {
+        let sql = format!("{select} ({})", Ph::new(backend).list(chunk.len()));
         let mut q = sqlx::query(dynamic_sql(sql));
         for id in chunk {
             q = q.bind(i(*id));
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            out.push((u(row.try_get(2)?), stored_lines(&row)?));
-        }
+        out.extend(q.fetch_all(&mut *conn).await?);
     }
     Ok(out)
 }
