@@ -85,6 +85,14 @@ impl Payload {
         }
     }
 
+    /// [`Payload::encode`] from a borrow: only text stored as text is copied.
+    pub fn encode_str(text: &str) -> Self {
+        match Self::compress(text) {
+            Some(z) => Self::Zstd(z),
+            None => Self::Text(text.to_owned()),
+        }
+    }
+
     /// `text` zstd-compressed when that pays (long enough and smaller), else `None`: for
     /// callers that keep the text anyway and store the compressed form beside it.
     pub fn compress(text: &str) -> Option<Vec<u8>> {

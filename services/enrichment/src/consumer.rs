@@ -159,7 +159,6 @@ impl Enricher {
         self.stats
             .consumed
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let t0 = std::time::Instant::now();
         // The last delivery of a killmail in a batch wins (it is the newest upstream).
         let mut by_id: HashMap<i64, usize> = HashMap::with_capacity(events.len());
         let mut prepared: Vec<Prepared> = Vec::with_capacity(events.len());
@@ -174,7 +173,6 @@ impl Enricher {
             }
         }
         let ids: Vec<i64> = prepared.iter().map(|p| p.killmail_id).collect();
-        let t1 = std::time::Instant::now();
         let generation = self.write_generation.load(Ordering::Acquire);
         let existing = self.store.existing(&ids).await?;
         let sde_version = self.sde_version().to_owned();
@@ -196,7 +194,6 @@ impl Enricher {
 
         let now = self.now_ms();
         let mut enriched = self.enrich_all(&prepared, now);
-        let t2 = std::time::Instant::now();
         let mut missing = Missing::default();
         for e in &enriched {
             missing.extend(&e.missing);
@@ -213,7 +210,6 @@ impl Enricher {
             .observe(enriched.iter().map(|e| &e.event), now);
 
         let _guard = self.write_lock.lock().await;
-        let t3 = std::time::Instant::now();
         // Re-read under the lock only if another writer (the resolver) committed meanwhile.
         let existing = if self.write_generation.load(Ordering::Acquire) == generation {
             existing
@@ -258,20 +254,7 @@ impl Enricher {
             });
         }
         report.published = rows.len();
-        if std::env::var_os("BS_DEBUG_T").is_some() {
-            eprintln!(
-                "DEBUGT prepare {} existing {} enrich {} rest {}",
-                (t1 - t0).as_micros(),
-                (t2 - t1).as_micros(),
-                (t3 - t2).as_micros(),
-                t3.elapsed().as_micros()
-            );
-        }
-        let t4 = std::time::Instant::now();
         self.store.write(rows, time).await?;
-        if std::env::var_os("BS_DEBUG_T").is_some() {
-            eprintln!("DEBUGT write {}", t4.elapsed().as_micros());
-        }
         self.write_generation.fetch_add(1, Ordering::AcqRel);
         self.stats
             .published

@@ -303,14 +303,10 @@ fn joined(text: String, zstd: Option<Vec<u8>>) -> StoreResult<String> {
 
 fn encode_row(row: &EnrichedRow, published_at: DateTime<Utc>) -> StoreResult<Encoded> {
     let e = &row.event;
-    let payload = json(e)?;
-    // The source is compressed from a borrow: only a short one is copied as text.
-    let source_event = Payload::compress(&row.source_event)
-        .map_or_else(|| Payload::Text(row.source_event.clone()), Payload::Zstd);
     Ok(Encoded {
         columns: Columns {
-            payload: Payload::encode(payload),
-            source_event,
+            payload: Payload::encode(json(e)?),
+            source_event: Payload::encode_str(&row.source_event),
         },
         outbox: OutboxRow {
             topic: KillmailEnriched::TOPIC.to_owned(),
