@@ -51,7 +51,9 @@ pub const MIGRATIONS: MigrationSet = bs_store::migrations!(
         (3, "lifecycle"),
         (4, "settings"),
         (5, "history_queue"),
-        (6, "killmail_pilots")
+        (6, "killmail_pilots"),
+        (7, "history_without_killmail_index"),
+        (8, "killmail_data_zstd")
     ]
 );
 

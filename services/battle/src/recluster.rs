@@ -32,7 +32,7 @@ use std::sync::Arc;
 use bs_clustering::{BattleId, ClusterKill, Clusterer, TimeMs};
 use bs_events::{BattleDeleted, BattleStatus, DeletionReason, Envelope};
 use bs_store::sqlx::{self, Row};
-use bs_store::{Database, StoreError, dynamic_sql};
+use bs_store::{Database, dynamic_sql};
 use serde::Serialize;
 
 use crate::consumer::Battles;
@@ -276,10 +276,6 @@ pub fn plan(settings: &EngineSettings, geo: Arc<Geo>, input: &Input, now_ms: Tim
     out
 }
 
-fn other(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(e.to_string())
-}
-
 fn list(n: usize, start: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))
@@ -312,7 +308,7 @@ pub async fn load(
         ..Input::default()
     };
     let rows = sqlx::query(
-        "SELECT m.data, k.battle_id FROM killmails m LEFT JOIN battle_killmails k ON k.killmail_id = m.killmail_id \
+        "SELECT m.data, m.data_zstd, k.battle_id FROM killmails m LEFT JOIN battle_killmails k ON k.killmail_id = m.killmail_id \
          WHERE m.time_ms >= $1 AND m.time_ms <= $2 ORDER BY m.time_ms, m.killmail_id",
     )
     .bind(lo)
@@ -320,9 +316,8 @@ pub async fn load(
     .fetch_all(pool)
     .await?;
     for r in rows {
-        let data: String = r.try_get(0)?;
-        let kill: ClusterKill = serde_json::from_str(&data).map_err(other)?;
-        if let Some(b) = r.try_get::<Option<i64>, _>(1)? {
+        let kill = crate::store::stored_kill(&r, 0)?;
+        if let Some(b) = r.try_get::<Option<i64>, _>(2)? {
             input.battle_of.insert(kill.killmail_id, b as u64);
         }
         input.kills.push(kill);

@@ -101,7 +101,10 @@ async fn killmails_batch(db: &Database, cutoff_ms: i64, limit: i64) -> anyhow::R
     .fetch_all(&mut *tx)
     .await?;
     let ids: Vec<i64> = ids.into_iter().map(|(id,)| id).collect();
-    for table in ["ship_history_queue", "pilot_ship_history", "killmails"] {
+    // The history by its key, from the killmails' own pilot lines: before the killmails go.
+    let unsigned: Vec<u64> = ids.iter().map(|&id| id as u64).collect();
+    crate::store::delete_ship_history(&mut tx, db.backend(), &unsigned).await?;
+    for table in ["ship_history_queue", "killmails"] {
         delete_ids(&mut tx, table, "killmail_id", &ids, 16).await?;
     }
     tx.commit().await?;

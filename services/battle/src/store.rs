@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use async_trait::async_trait;
 use bs_clustering::{ClusterKill, Entity, SideOverride, SideTarget, TimeMs};
 use bs_events::{BattleSideSnapshot, BattleStatus, Envelope};
+use bs_store::outbox::Payload;
 use bs_store::sqlx::{self, AnyConnection, Row};
 use bs_store::{Backend, Database, StoreError, StoreResult, dynamic_sql};
 use serde::{Deserialize, Serialize};
@@ -421,15 +422,36 @@ fn entity_from(kind: &str, id: i64) -> Option<Entity> {
     }
 }
 
+/// `data`, `data_zstd` of a killmail row.
+type StoredData = (String, Option<Vec<u8>>);
+
+/// A killmail's `data` as stored: its JSON, or `''` with the JSON zstd-compressed in
+/// `data_zstd` when that pays (the killmails table is most of the service's bytes, and most of
+/// what a backlog writes; compressed it is ≈ half the size).
+fn encode_data(kill: &ClusterKill) -> StoreResult<StoredData> {
+    let json = serde_json::to_string(kill).map_err(|e| StoreError::Other(e.to_string()))?;
+    Ok(match Payload::compress(&json) {
+        Some(z) => (String::new(), Some(z)),
+        None => (json, None),
+    })
+}
+
+/// A stored killmail from its `data`, `data_zstd` columns at `at`, `at + 1` of `row`.
+pub(crate) fn stored_kill(row: &sqlx::any::AnyRow, at: usize) -> StoreResult<ClusterKill> {
+    let kill = match row.try_get::<Option<Vec<u8>>, _>(at + 1)? {
+        Some(z) => serde_json::from_str(&Payload::Zstd(z).decode()?),
+        None => serde_json::from_str(&row.try_get::<String, _>(at)?),
+    };
+    kill.map_err(|e| StoreError::Other(format!("stored killmail: {e}")))
+}
+
 fn decode_kill(
-    data: &str,
+    kill: ClusterKill,
     revision: i64,
     region: Option<i64>,
     security_status: Option<f64>,
     security_type: Option<String>,
 ) -> StoreResult<StoredKill> {
-    let kill: ClusterKill = serde_json::from_str(data)
-        .map_err(|e| StoreError::Other(format!("stored killmail: {e}")))?;
     Ok(StoredKill {
         kill,
         revision: u32::try_from(revision).unwrap_or(0),
@@ -504,28 +526,27 @@ async fn upsert_kills(
         .map(|k| i(k.kill.killmail_id))
         .collect();
     // Each row's JSON and pilot lines are independent of the others: every core.
-    let encoded: Vec<(String, Vec<u8>)> = bs_runtime::parallel::map(&kills, |k| {
-        serde_json::to_string(&k.kill)
-            .map(|data| (data, history::encode(&history::lines(&k.kill))))
-            .map_err(|e| StoreError::Other(e.to_string()))
+    let encoded: Vec<(StoredData, Vec<u8>)> = bs_runtime::parallel::map(&kills, |k| {
+        encode_data(&k.kill).map(|data| (data, history::encode(&history::lines(&k.kill))))
     })
     .into_iter()
     .collect::<StoreResult<_>>()?;
     let mut encoded = encoded.into_iter();
-    for chunk in chunked(&kills, max_rows(11)) {
+    for chunk in chunked(&kills, max_rows(12)) {
         let mut ph = Ph::new(backend);
         // A killmail's pilots never change across revisions; rows stored before the column
         // existed get theirs on the next revision.
         let sql = format!(
-            "INSERT INTO killmails (killmail_id, revision, time_ms, system_id, region_id, security_type, security_status, isk_value, isk_dropped, data, pilots) VALUES {} \
+            "INSERT INTO killmails (killmail_id, revision, time_ms, system_id, region_id, security_type, security_status, isk_value, isk_dropped, data, data_zstd, pilots) VALUES {} \
              ON CONFLICT (killmail_id) DO UPDATE SET revision = excluded.revision, time_ms = excluded.time_ms, system_id = excluded.system_id, \
              region_id = excluded.region_id, security_type = excluded.security_type, security_status = excluded.security_status, \
-             isk_value = excluded.isk_value, isk_dropped = excluded.isk_dropped, data = excluded.data, pilots = excluded.pilots \
+             isk_value = excluded.isk_value, isk_dropped = excluded.isk_dropped, data = excluded.data, data_zstd = excluded.data_zstd, \
+             pilots = excluded.pilots \
              WHERE excluded.revision > killmails.revision",
-            ph.values(chunk.len(), 11)
+            ph.values(chunk.len(), 12)
         );
         let mut q = sqlx::query(dynamic_sql(sql));
-        for (k, (data, pilots)) in chunk.iter().zip(encoded.by_ref()) {
+        for (k, ((data, data_zstd), pilots)) in chunk.iter().zip(encoded.by_ref()) {
             q = q
                 .bind(i(k.kill.killmail_id))
                 .bind(i64::from(k.revision))
@@ -537,6 +558,7 @@ async fn upsert_kills(
                 .bind(k.kill.isk_value)
                 .bind(k.kill.isk_dropped)
                 .bind(data)
+                .bind(data_zstd)
                 .bind(pilots);
         }
         q.execute(&mut *conn).await?;
@@ -730,9 +752,9 @@ async fn pilot_lines(
             None => stored.push(*id),
         }
     }
-    let select = "SELECT pilots, CASE WHEN pilots IS NULL THEN data END, killmail_id FROM killmails WHERE killmail_id IN";
+    let select = "SELECT pilots, CASE WHEN pilots IS NULL THEN data END, CASE WHEN pilots IS NULL THEN data_zstd END, killmail_id FROM killmails WHERE killmail_id IN";
     for row in rows_of_killmails(conn, backend, select, &stored).await? {
-        out.push((u(row.try_get(2)?), stored_lines(&row)?));
+        out.push((u(row.try_get(3)?), stored_lines(&row)?));
     }
     Ok(out)
 }
@@ -757,15 +779,49 @@ async fn rows_of_killmails(
     Ok(out)
 }
 
-/// A stored killmail's lines from (`pilots`, `data` when `pilots` is NULL).
+/// Deletes the `pilot_ship_history` lines of these killmails (retention), by the table's key:
+/// each killmail's own pilot lines say which (character, killmail, ship) rows it has, so no
+/// index by killmail is needed (one would cost every history insert a second b-tree insert).
+/// Call before the killmail rows go.
+pub(crate) async fn delete_ship_history(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    ids: &[u64],
+) -> StoreResult<u64> {
+    let select = "SELECT pilots, CASE WHEN pilots IS NULL THEN data END, CASE WHEN pilots IS NULL THEN data_zstd END, killmail_id FROM killmails WHERE killmail_id IN";
+    let mut keys: Vec<(i64, i64, i64)> = Vec::new();
+    for row in rows_of_killmails(conn, backend, select, ids).await? {
+        let killmail_id: i64 = row.try_get(3)?;
+        keys.extend(
+            stored_lines(&row)?
+                .into_iter()
+                .map(|l| (l.character_id, killmail_id, l.ship_type_id)),
+        );
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let mut deleted = 0;
+    for part in chunked(&keys, max_rows(3)) {
+        // A row-value IN needs a subquery on the right in SQLite; VALUES is one on both.
+        let sql = format!(
+            "DELETE FROM pilot_ship_history WHERE (character_id, killmail_id, ship_type_id) IN (VALUES {})",
+            Ph::new(backend).values(part.len(), 3)
+        );
+        let mut q = sqlx::query(dynamic_sql(sql));
+        for (ch, km, ship) in part {
+            q = q.bind(*ch).bind(*km).bind(*ship);
+        }
+        deleted += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(deleted)
+}
+
+/// A stored killmail's lines from (`pilots`, and `data`, `data_zstd` when `pilots` is NULL).
 fn stored_lines(row: &sqlx::any::AnyRow) -> StoreResult<Vec<history::Line>> {
     if let Some(bytes) = row.try_get::<Option<Vec<u8>>, _>(0)? {
         return Ok(history::decode(&bytes));
     }
-    let data: Option<String> = row.try_get(1)?;
-    let kill: ClusterKill = serde_json::from_str(data.as_deref().unwrap_or_default())
-        .map_err(|e| StoreError::Other(format!("stored killmail: {e}")))?;
-    Ok(history::lines(&kill))
+    Ok(history::lines(&stored_kill(row, 1)?))
 }
 
 /// A participant row: character, (corporation, alliance).
@@ -821,7 +877,7 @@ async fn rebuild_members(
         .execute(&mut *conn)
         .await?;
     let rows = sqlx::query(
-        "SELECT m.pilots, CASE WHEN m.pilots IS NULL THEN m.data END FROM battle_killmails k \
+        "SELECT m.pilots, CASE WHEN m.pilots IS NULL THEN m.data END, CASE WHEN m.pilots IS NULL THEN m.data_zstd END FROM battle_killmails k \
          JOIN killmails m ON m.killmail_id = k.killmail_id WHERE k.battle_id = $1",
     )
     .bind(b)
@@ -1207,17 +1263,15 @@ impl BattleStore for SqlBattleStore {
         let since = earliest.map_or(since_ms, |e| e.min(since_ms));
         let mut ws = WorkingSet::default();
         let rows = sqlx::query(
-            "SELECT m.data, k.battle_id FROM killmails m LEFT JOIN battle_killmails k ON k.killmail_id = m.killmail_id \
+            "SELECT m.data, m.data_zstd, k.battle_id FROM killmails m LEFT JOIN battle_killmails k ON k.killmail_id = m.killmail_id \
              WHERE m.time_ms >= $1 ORDER BY m.time_ms, m.killmail_id",
         )
         .bind(since)
         .fetch_all(pool)
         .await?;
         for r in rows {
-            let data: String = r.try_get(0)?;
-            let kill: ClusterKill = serde_json::from_str(&data)
-                .map_err(|e| StoreError::Other(format!("stored killmail: {e}")))?;
-            if let Some(b) = r.try_get::<Option<i64>, _>(1)? {
+            let kill = stored_kill(&r, 0)?;
+            if let Some(b) = r.try_get::<Option<i64>, _>(2)? {
                 ws.battle_of.insert(kill.killmail_id, u(b));
             }
             ws.kills.push(kill);
@@ -1439,7 +1493,7 @@ impl BattleStore for SqlBattleStore {
 
     async fn kills_of(&self, battle_id: u64) -> StoreResult<Vec<StoredKill>> {
         let rows = sqlx::query(
-            "SELECT m.data, m.revision, m.region_id, m.security_status, m.security_type FROM battle_killmails k \
+            "SELECT m.data, m.data_zstd, m.revision, m.region_id, m.security_status, m.security_type FROM battle_killmails k \
              JOIN killmails m ON m.killmail_id = k.killmail_id WHERE k.battle_id = $1 ORDER BY k.time_ms, k.killmail_id",
         )
         .bind(i(battle_id))
@@ -1448,11 +1502,11 @@ impl BattleStore for SqlBattleStore {
         rows.iter()
             .map(|r| {
                 decode_kill(
-                    &r.try_get::<String, _>(0)?,
-                    r.try_get(1)?,
+                    stored_kill(r, 0)?,
                     r.try_get(2)?,
                     r.try_get(3)?,
                     r.try_get(4)?,
+                    r.try_get(5)?,
                 )
             })
             .collect()

@@ -218,7 +218,7 @@ async fn a_longer_gap_merges_battles_into_the_oldest_with_a_redirect() {
 #[tokio::test]
 async fn retention_deletes_only_what_is_due_in_batches() {
     let dir = bs_testkit::temp_dir();
-    let (db, _battles) = world(dir.path()).await;
+    let (db, battles) = world(dir.path()).await;
     let before = rows_of(&db).await;
     // 60 months before the clock: 2021-11-29T12:00, between the 28th's fights and UW9B-F.
     let clock = FixedClock(t("2026-11-29T12:00:00Z"));
@@ -240,6 +240,35 @@ async fn retention_deletes_only_what_is_due_in_batches() {
         .fetch_one(db.pool())
         .await
         .unwrap();
+    // Half the ship history moved into its table, half still queued: retention clears both.
+    battles.store().move_ship_history(2_000).await.unwrap();
+    let history_of = |old: bool| {
+        let db = db.clone();
+        async move {
+            let sql = format!(
+                "SELECT COUNT(*) FROM pilot_ship_history h JOIN killmails m ON m.killmail_id = h.killmail_id WHERE (m.time_ms < $1) = {old}"
+            );
+            let (n,): (i64,) = sqlx::query_as(bs_store::dynamic_sql(sql))
+                .bind(cut)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            n
+        }
+    };
+    let (old_queued,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM ship_history_queue WHERE time_ms < $1")
+            .bind(cut)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert!(old_queued > 0, "some old history still queued");
+    let (history_before,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pilot_ship_history")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let (old_history, new_history) = (history_of(true).await, history_of(false).await);
+    assert!(old_history > 0, "some old history moved");
     let mut lc = bs_config::LifecycleConfig {
         retention_batch: 2,
         ..Default::default()
@@ -278,6 +307,34 @@ async fn retention_deletes_only_what_is_due_in_batches() {
     assert_eq!(
         kills_before.0 - kills_after,
         by_kind["enriched_killmails"].deleted
+    );
+    // History: exactly the lines of the deleted killmails are gone, queued or moved.
+    let (orphans,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM pilot_ship_history h WHERE NOT EXISTS (SELECT 1 FROM killmails m WHERE m.killmail_id = h.killmail_id)",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0, "history of deleted killmails");
+    let (queued_orphans,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM ship_history_queue q WHERE NOT EXISTS (SELECT 1 FROM killmails m WHERE m.killmail_id = q.killmail_id)",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(queued_orphans, 0);
+    assert_eq!(
+        history_of(false).await,
+        new_history,
+        "kept killmails keep theirs"
+    );
+    let (history_after,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pilot_ship_history")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert!(
+        history_after < history_before && history_after >= new_history,
+        "{history_before} -> {history_after}"
     );
     let (dangling,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM battle_killmails k WHERE NOT EXISTS (SELECT 1 FROM battles b WHERE b.battle_id = k.battle_id)",

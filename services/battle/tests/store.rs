@@ -236,7 +236,7 @@ async fn real_fight_queries_filters_and_pages(db: Database) {
 }
 
 async fn redelivered_changesets_change_nothing(db: Database) {
-    let battles = battles_on(db, EngineSettings::default()).await;
+    let battles = battles_on(db.clone(), EngineSettings::default()).await;
     let events = enriched(&fixture("uw9b-f"));
     battles.ingest(&events).await.unwrap();
     battles.refresh().await.unwrap();
@@ -248,6 +248,32 @@ async fn redelivered_changesets_change_nothing(db: Database) {
     // Replaying every operation again (as after a crash before the consumer commit).
     let big = before.iter().max_by_key(|r| r.total_kills).unwrap();
     let kills = battles.store().kills_of(big.battle_id).await.unwrap();
+    // Killmail data is stored in both forms (the large zstd-compressed) and reads back whole.
+    let (plain, packed): (i64, i64) = bs_store::sqlx::query_as(
+        "SELECT SUM(CASE WHEN data_zstd IS NULL THEN 1 ELSE 0 END), SUM(CASE WHEN data_zstd IS NULL THEN 0 ELSE 1 END) FROM killmails",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert!(
+        plain > 0 && packed > 0,
+        "{plain} plain, {packed} compressed"
+    );
+    let sent: std::collections::HashMap<u64, bs_battle::domain::StoredKill> = events
+        .iter()
+        .map(|e| bs_battle::domain::from_enriched(e).unwrap().0)
+        .map(|k| (k.kill.killmail_id, k))
+        .collect();
+    assert_eq!(kills.len() as u64, u64::from(big.total_kills));
+    for k in &kills {
+        let s = &sent[&k.kill.killmail_id];
+        assert_eq!(k.kill.victim, s.kill.victim);
+        assert_eq!(k.kill.attackers.len(), s.kill.attackers.len());
+        assert_eq!(
+            (k.revision, &k.security_type),
+            (s.revision, &s.security_type)
+        );
+    }
     let ids: Vec<u64> = kills.iter().map(|k| k.kill.killmail_id).collect();
     let replay = ChangeSet {
         kills,
