@@ -192,8 +192,10 @@ impl Battles {
             now_ms: now_ms(&*self.clock),
             ..ChangeSet::default()
         };
-        for e in events {
-            match from_enriched(e) {
+        // Mapping is pure and per killmail: every core (a backlog batch is 2,000 of them).
+        let mapped = bs_runtime::parallel::map(events, from_enriched);
+        for (e, mapped) in events.iter().zip(mapped) {
+            match mapped {
                 Ok((kill, names)) => {
                     self.geo
                         .learn(kill.kill.system_id, kill.region_id, kill.security_status);

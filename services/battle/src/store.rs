@@ -309,17 +309,26 @@ impl Ph {
     }
 
     fn next(&mut self) -> String {
+        let mut s = String::new();
+        self.push_next(&mut s);
+        s
+    }
+
+    /// Appends the next placeholder (no allocation of its own: a batch's statements hold
+    /// tens of thousands).
+    fn push_next(&mut self, s: &mut String) {
+        use std::fmt::Write;
         self.n += 1;
         if self.sqlite {
-            "?".to_owned()
+            s.push('?');
         } else {
-            format!("${}", self.n)
+            let _ = write!(s, "${}", self.n);
         }
     }
 
     /// `(p,p,..),(..)` for `rows` rows of `cols` columns.
     fn values(&mut self, rows: usize, cols: usize) -> String {
-        let mut s = String::with_capacity(rows * (cols * 6 + 3));
+        let mut s = String::with_capacity(rows * (cols * 7 + 3));
         for r in 0..rows {
             if r > 0 {
                 s.push(',');
@@ -329,7 +338,7 @@ impl Ph {
                 if c > 0 {
                     s.push(',');
                 }
-                s.push_str(&self.next());
+                self.push_next(&mut s);
             }
             s.push(')');
         }
@@ -338,7 +347,14 @@ impl Ph {
 
     /// `p,p,..` for an IN list.
     fn list(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(",")
+        let mut s = String::with_capacity(n * 7);
+        for k in 0..n {
+            if k > 0 {
+                s.push(',');
+            }
+            self.push_next(&mut s);
+        }
+        s
     }
 }
 
