@@ -818,9 +818,11 @@ pub(crate) async fn delete_ship_history(
     keys.dedup();
     let mut deleted = 0;
     for part in chunked(&keys, max_rows(3)) {
-        // A row-value IN needs a subquery on the right in SQLite; VALUES is one on both.
+        // A row-value IN takes a subquery on the right in SQLite, and a bare `VALUES` there
+        // makes it scan the table; selecting from the `VALUES` searches it by key (both).
         let sql = format!(
-            "DELETE FROM pilot_ship_history WHERE (character_id, killmail_id, ship_type_id) IN (VALUES {})",
+            "DELETE FROM pilot_ship_history WHERE (character_id, killmail_id, ship_type_id) IN \
+             (SELECT column1, column2, column3 FROM (VALUES {}) AS k)",
             Ph::new(backend).values(part.len(), 3)
         );
         let mut q = sqlx::query(dynamic_sql(sql));

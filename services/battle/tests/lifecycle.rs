@@ -16,7 +16,7 @@ use bs_store::{Database, sqlx};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{battles_on, enriched, fixture, sqlite};
+use crate::helpers::{battles_on, enriched, fixture, postgres, sqlite};
 
 struct FixedClock(DateTime<Utc>);
 
@@ -56,7 +56,10 @@ fn t(s: &str) -> DateTime<Utc> {
 }
 
 async fn world(dir: &std::path::Path) -> (Database, Arc<bs_battle::Battles>) {
-    let db = sqlite(dir).await;
+    world_on(sqlite(dir).await).await
+}
+
+async fn world_on(db: Database) -> (Database, Arc<bs_battle::Battles>) {
     let battles = battles_on(db.clone(), EngineSettings::default()).await;
     for f in ["jorund", "o-ivnh", "uw9b-f"] {
         battles.ingest(&enriched(&fixture(f))).await.unwrap();
@@ -218,7 +221,17 @@ async fn a_longer_gap_merges_battles_into_the_oldest_with_a_redirect() {
 #[tokio::test]
 async fn retention_deletes_only_what_is_due_in_batches() {
     let dir = bs_testkit::temp_dir();
-    let (db, battles) = world(dir.path()).await;
+    retention_case(sqlite(dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn retention_deletes_only_what_is_due_in_batches_on_postgres() {
+    let Some(db) = postgres().await else { return };
+    retention_case(db).await;
+}
+
+async fn retention_case(db: Database) {
+    let (db, battles) = world_on(db).await;
     let before = rows_of(&db).await;
     // 60 months before the clock: 2021-11-29T12:00, between the 28th's fights and UW9B-F.
     let clock = FixedClock(t("2026-11-29T12:00:00Z"));
