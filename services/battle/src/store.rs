@@ -455,8 +455,11 @@ fn encode_data(kill: &ClusterKill) -> StoreResult<StoredData> {
 /// A stored killmail from its `data`, `data_zstd` columns at `at`, `at + 1` of `row`.
 pub(crate) fn stored_kill(row: &sqlx::any::AnyRow, at: usize) -> StoreResult<ClusterKill> {
     let kill = match row.try_get::<Option<Vec<u8>>, _>(at + 1)? {
-        Some(z) => serde_json::from_str(&Payload::Zstd(z).decode()?),
-        None => serde_json::from_str(&row.try_get::<String, _>(at)?),
+        Some(z) => Payload::Zstd(z)
+            .decode()
+            .map_err(|e| e.to_string())
+            .and_then(|json| serde_json::from_str(&json).map_err(|e| e.to_string())),
+        None => serde_json::from_str(&row.try_get::<String, _>(at)?).map_err(|e| e.to_string()),
     };
     kill.map_err(|e| StoreError::Other(format!("stored killmail: {e}")))
 }
@@ -804,14 +807,12 @@ pub(crate) async fn delete_ship_history(
     backend: Backend,
     ids: &[u64],
 ) -> StoreResult<u64> {
-    let select = "SELECT pilots, CASE WHEN pilots IS NULL THEN data END, CASE WHEN pilots IS NULL THEN data_zstd END, killmail_id FROM killmails WHERE killmail_id IN";
     let mut keys: Vec<(i64, i64, i64)> = Vec::new();
-    for row in rows_of_killmails(conn, backend, select, ids).await? {
-        let killmail_id: i64 = row.try_get(3)?;
+    for (killmail_id, lines) in pilot_lines(conn, backend, ids, &BatchKills::new()).await? {
         keys.extend(
-            stored_lines(&row)?
+            lines
                 .into_iter()
-                .map(|l| (l.character_id, killmail_id, l.ship_type_id)),
+                .map(|l| (l.character_id, i(killmail_id), l.ship_type_id)),
         );
     }
     keys.sort_unstable();

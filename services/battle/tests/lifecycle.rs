@@ -59,6 +59,15 @@ async fn world(dir: &std::path::Path) -> (Database, Arc<bs_battle::Battles>) {
     world_on(sqlite(dir).await).await
 }
 
+/// `SELECT COUNT(*) …` with `binds` as $1, $2, ….
+async fn count(db: &Database, sql: &str, binds: &[i64]) -> i64 {
+    let mut q = sqlx::query_as::<_, (i64,)>(bs_store::dynamic_sql(sql.to_owned()));
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.fetch_one(db.pool()).await.unwrap().0
+}
+
 async fn world_on(db: Database) -> (Database, Arc<bs_battle::Battles>) {
     let battles = battles_on(db.clone(), EngineSettings::default()).await;
     for f in ["jorund", "o-ivnh", "uw9b-f"] {
@@ -255,32 +264,18 @@ async fn retention_case(db: Database) {
         .unwrap();
     // Half the ship history moved into its table, half still queued: retention clears both.
     battles.store().move_ship_history(2_000).await.unwrap();
-    let history_of = |old: bool| {
-        let db = db.clone();
-        async move {
-            let sql = format!(
-                "SELECT COUNT(*) FROM pilot_ship_history h JOIN killmails m ON m.killmail_id = h.killmail_id WHERE (m.time_ms < $1) = {old}"
-            );
-            let (n,): (i64,) = sqlx::query_as(bs_store::dynamic_sql(sql))
-                .bind(cut)
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-            n
-        }
-    };
-    let (old_queued,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM ship_history_queue WHERE time_ms < $1")
-            .bind(cut)
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
+    const HISTORY_BEFORE_CUT: &str = "SELECT COUNT(*) FROM pilot_ship_history h JOIN killmails m ON m.killmail_id = h.killmail_id WHERE m.time_ms < $1";
+    const HISTORY_FROM_CUT: &str = "SELECT COUNT(*) FROM pilot_ship_history h JOIN killmails m ON m.killmail_id = h.killmail_id WHERE m.time_ms >= $1";
+    let old_queued = count(
+        &db,
+        "SELECT COUNT(*) FROM ship_history_queue WHERE time_ms < $1",
+        &[cut],
+    )
+    .await;
     assert!(old_queued > 0, "some old history still queued");
-    let (history_before,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pilot_ship_history")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-    let (old_history, new_history) = (history_of(true).await, history_of(false).await);
+    let history_before = count(&db, "SELECT COUNT(*) FROM pilot_ship_history", &[]).await;
+    let old_history = count(&db, HISTORY_BEFORE_CUT, &[cut]).await;
+    let new_history = count(&db, HISTORY_FROM_CUT, &[cut]).await;
     assert!(old_history > 0, "some old history moved");
     let mut lc = bs_config::LifecycleConfig {
         retention_batch: 2,
@@ -322,29 +317,22 @@ async fn retention_case(db: Database) {
         by_kind["enriched_killmails"].deleted
     );
     // History: exactly the lines of the deleted killmails are gone, queued or moved.
-    let (orphans,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM pilot_ship_history h WHERE NOT EXISTS (SELECT 1 FROM killmails m WHERE m.killmail_id = h.killmail_id)",
-    )
-    .fetch_one(db.pool())
-    .await
-    .unwrap();
-    assert_eq!(orphans, 0, "history of deleted killmails");
-    let (queued_orphans,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM ship_history_queue q WHERE NOT EXISTS (SELECT 1 FROM killmails m WHERE m.killmail_id = q.killmail_id)",
-    )
-    .fetch_one(db.pool())
-    .await
-    .unwrap();
-    assert_eq!(queued_orphans, 0);
+    for table in ["pilot_ship_history", "ship_history_queue"] {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {table} h WHERE NOT EXISTS (SELECT 1 FROM killmails m WHERE m.killmail_id = h.killmail_id)"
+        );
+        assert_eq!(
+            count(&db, &sql, &[]).await,
+            0,
+            "{table} of deleted killmails"
+        );
+    }
     assert_eq!(
-        history_of(false).await,
+        count(&db, HISTORY_FROM_CUT, &[cut]).await,
         new_history,
         "kept killmails keep theirs"
     );
-    let (history_after,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pilot_ship_history")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let history_after = count(&db, "SELECT COUNT(*) FROM pilot_ship_history", &[]).await;
     assert!(
         history_after < history_before && history_after >= new_history,
         "{history_before} -> {history_after}"
